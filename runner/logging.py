@@ -1,0 +1,134 @@
+"""Where a run's numbers and pictures go: TensorBoard (``tb/``) behind a small ``Logger`` protocol.
+
+Tasks only see the protocol, so tests and benchmarks can pass :class:`NullLogger`. Images are NHWC
+float in [0, 1]; single-channel (B, H, W) data is colour-mapped (turbo) after normalising to its range.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class Logger(Protocol):
+    def scalars(self, values: Mapping[str, float], step: int) -> None: ...
+
+    def images(self, tag: str, images: Tensor, step: int, max_images: int = 4) -> None:
+        """``images``: (B, H, W, 3) RGB in [0, 1], or (B, H, W) single-channel data (colour-mapped)."""
+        ...
+
+    def mesh(self, tag: str, verts: Tensor, faces: Tensor, colors: Tensor | None, step: int) -> None:
+        """One mesh: verts (V, 3), faces (F, 3), optional colours (V, 3) in [0, 1]."""
+        ...
+
+    def video(self, tag: str, frames: Tensor, step: int, fps: int = 15) -> None:
+        """``frames``: (T, H, W, 3) in [0, 1]."""
+        ...
+
+    def text(self, tag: str, text: str, step: int) -> None: ...
+
+    def hparams(self, params: Mapping[str, object], metrics: Mapping[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullLogger:
+    """Discards everything (tests, benchmarks, non-zero ranks)."""
+
+    def scalars(self, values, step):
+        pass
+
+    def images(self, tag, images, step, max_images=4):
+        pass
+
+    def mesh(self, tag, verts, faces, colors, step):
+        pass
+
+    def video(self, tag, frames, step, fps=15):
+        pass
+
+    def text(self, tag, text, step):
+        pass
+
+    def hparams(self, params, metrics):
+        pass
+
+    def close(self):
+        pass
+
+
+def colorize(values: Tensor, vmin: float | None = None, vmax: float | None = None) -> Tensor:
+    """(B, H, W) scalars -> (B, H, W, 3) turbo-like colours in [0, 1] (per-batch range unless given)."""
+    v = values.detach().float()
+    lo = v.amin() if vmin is None else torch.tensor(vmin)
+    hi = v.amax() if vmax is None else torch.tensor(vmax)
+    t = ((v - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
+    # A compact polynomial fit of Google's Turbo colour map (Mikhailov 2019).
+    r = 0.1357 + t * (4.5974 - t * (42.3277 - t * (130.5887 - t * (150.5666 - t * 58.1375))))
+    g = 0.0914 + t * (2.1856 + t * (4.8052 - t * (14.0195 - t * (4.2109 + t * 2.7747))))
+    b = 0.1067 + t * (12.5925 - t * (60.1097 - t * (109.0745 - t * (88.5066 - t * 26.8183))))
+    return torch.stack([r, g, b], -1).clamp(0, 1)
+
+
+def to_rgb_images(images: Tensor) -> Tensor:
+    """(B, H, W) or (B, H, W, 1) data -> colour-mapped (B, H, W, 3); (B, H, W, 3) is clamped to [0, 1]."""
+    images = images.detach().float().cpu()
+    if images.dim() == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.dim() == 3:
+        return colorize(images)
+    if images.dim() == 4 and images.shape[-1] == 3:
+        return images.clamp(0, 1)
+    raise ValueError(f"images must be (B, H, W), (B, H, W, 1) or (B, H, W, 3), got {tuple(images.shape)}")
+
+
+class TensorBoardLogger:
+    """Writes TensorBoard event files into ``log_dir``."""
+
+    def __init__(self, log_dir: str | Path):
+        from torch.utils.tensorboard import SummaryWriter  # imported lazily: pulls in tensorboard
+
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(str(self.log_dir))
+
+    def scalars(self, values, step):
+        for k, v in values.items():
+            self.writer.add_scalar(k, float(v), step)
+
+    def images(self, tag, images, step, max_images=4):
+        rgb = to_rgb_images(images[:max_images])
+        self.writer.add_images(tag, rgb.numpy(), step, dataformats="NHWC")
+
+    def mesh(self, tag, verts, faces, colors, step):
+        v = verts.detach().float().cpu()[None]
+        f = faces.detach().cpu().to(torch.int32)[None]
+        c = None if colors is None else (colors.detach().float().cpu().clamp(0, 1) * 255).to(torch.uint8)[None]
+        self.writer.add_mesh(tag, vertices=v, faces=f, colors=c, global_step=step)
+
+    def video(self, tag, frames, step, fps=15):
+        # add_video needs moviepy<2 and writes nothing without it; an animated GIF through the image
+        # summary's encoder would need the same. Log the frames as an image strip instead, which always works,
+        # and leave videos on disk to the task's artifacts.
+        frames = to_rgb_images(frames)
+        T = frames.shape[0]
+        idx = np.linspace(0, T - 1, num=min(T, 8)).round().astype(int)
+        strip = torch.cat(list(frames[idx]), dim=1)[None]
+        self.writer.add_images(tag, strip.numpy(), step, dataformats="NHWC")
+
+    def text(self, tag, text, step):
+        self.writer.add_text(tag, text, step)
+
+    def hparams(self, params, metrics):
+        clean = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v)) for k, v in params.items()}
+        finite = {f"hparam/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.writer.add_hparams(clean, finite, run_name=".")
+
+    def close(self):
+        self.writer.flush()
+        self.writer.close()

@@ -1,0 +1,82 @@
+"""The physics-engine interface shared by every backend.
+
+A backend keeps the *model* (:class:`PhysParams`: masses, coefficients; what an experiment recovers)
+apart from the time-varying :class:`State`. ``step`` returns a new state and never writes in place, so
+that autograd can differentiate a whole rollout with respect to the parameters and the initial state.
+Units are SI throughout: [m], [s], [kg], [N/m], [N s/m].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class State:
+    """The state of a system of N bodies or particles at one instant.
+
+    Attributes:
+        pos: (N, 3) positions [m] (for a pendulum, the bob; for rigid bodies, the centre of mass).
+        vel: (N, 3) velocities [m/s].
+        quat: (N, 4) orientations as unit quaternions (w, x, y, z), or None for particles.
+        ang_vel: (N, 3) angular velocities in the world frame [rad/s], or None for particles.
+    """
+
+    pos: Tensor
+    vel: Tensor
+    quat: Tensor | None = None
+    ang_vel: Tensor | None = None
+
+    def replace(self, **changes) -> State:
+        return replace(self, **changes)
+
+
+# A backend's parameters are a frozen dataclass of tensors; each backend defines its own subclass.
+@dataclass(frozen=True)
+class PhysParams:
+    def as_dict(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A rollout: the initial state followed by one state per step.
+
+    Attributes:
+        pos: (T + 1, N, 3) positions [m].
+        vel: (T + 1, N, 3) velocities [m/s].
+        quat: (T + 1, N, 4) orientations, or None.
+        time: (T + 1,) time stamps [s].
+    """
+
+    pos: Tensor
+    vel: Tensor
+    quat: Tensor | None
+    time: Tensor
+
+    @staticmethod
+    def from_states(states: list[State], dt: float) -> Trajectory:
+        quat = torch.stack([s.quat for s in states]) if states[0].quat is not None else None
+        time = torch.arange(len(states), dtype=states[0].pos.dtype, device=states[0].pos.device) * dt
+        return Trajectory(
+            pos=torch.stack([s.pos for s in states]),
+            vel=torch.stack([s.vel for s in states]),
+            quat=quat,
+            time=time,
+        )
+
+
+class PhysicsEngine(Protocol):
+    """A differentiable simulator."""
+
+    def step(self, params: PhysParams, state: State, dt: float) -> State:
+        """Advance by ``dt`` [s]; returns a new State and never writes in place."""
+        ...
+
+    def rollout(self, params: PhysParams, state0: State, steps: int, dt: float) -> Trajectory:
+        """``steps`` frames of length ``dt`` [s] each (a backend may take substeps inside a frame)."""
+        ...

@@ -1,0 +1,54 @@
+"""The renderer interface shared by every backend.
+
+Conventions (all renderers):
+    * Images are NHWC: ``rgb (B, H, W, 3)`` linear RGB in [0, 1], ``alpha (B, H, W)`` soft coverage in
+      [0, 1], ``depth (B, H, W)`` camera-space z in scene units, 0 where nothing is hit.
+    * Pixel ``(row i, column j)`` is sampled at its centre, which has pixel coordinates ``(u, v) = (j, i)``
+      (the OpenCV convention, see :mod:`runner.geometry.cameras`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What every renderer returns.
+
+    Attributes:
+        rgb: (B, H, W, 3) linear RGB in [0, 1], composited over the background colour.
+        alpha: (B, H, W) soft coverage in [0, 1].
+        depth: (B, H, W) camera-space z [scene units]; 0 where nothing is hit (alpha == 0).
+    """
+
+    rgb: Tensor
+    alpha: Tensor
+    depth: Tensor
+
+
+@dataclass(frozen=True)
+class Fragments:
+    """The per-pixel output of one rasterisation pass: the K nearest faces of each pixel.
+
+    Attributes:
+        pix_to_face: (B, H, W, K) int64 index into the packed faces; -1 where there is no face.
+        bary: (B, H, W, K, 3) barycentric coordinates of the pixel centre in that face (unclipped).
+        zbuf: (B, H, W, K) camera-space z of the face at the pixel [scene units]; -1 where none.
+        dist: (B, H, W, K) signed squared distance in NDC units from the pixel centre to the face's
+            boundary: negative inside the triangle, positive outside.
+    """
+
+    pix_to_face: Tensor
+    bary: Tensor
+    zbuf: Tensor
+    dist: Tensor
+
+
+class Renderer(Protocol):
+    """A differentiable renderer of a batch of scenes seen by a batch of cameras."""
+
+    def __call__(self, scene, cameras) -> Rendered: ...

@@ -1,0 +1,81 @@
+"""The contract between the generic loop (:mod:`runner.loop`) and a task.
+
+A task is an ``nn.Module``: its learnable tensors are parameters or submodules, so ``state_dict`` and
+``to(device)`` come for free and the loop can checkpoint it without knowing what it holds. Ground
+truth and data it does not learn belong in non-persistent buffers or plain attributes.
+
+The loop calls, in order: ``setup(device)`` once, then for every step ``loss(step)``, and at the
+configured cadences ``evaluate()``, ``visuals(logger, step)``; ``save(out_dir)`` at the end.
+Batches must be drawn from a generator seeded by the step (see :meth:`Task.step_generator`), so that a
+resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from runner.logging import Logger
+
+
+class Task(nn.Module, ABC):
+    """Base class of every dwx task.
+
+    Attributes:
+        metric: name of the main metric in :meth:`evaluate`'s output (e.g. ``"abs_rel"``).
+        mode: ``"min"`` or ``"max"``: which direction of ``metric`` is better.
+    """
+
+    metric: str
+    mode: Literal["min", "max"]
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.seed = int(seed)
+        self.device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ required
+    @abstractmethod
+    def param_groups(self) -> dict[str, list[Tensor]]:
+        """Named groups of tensors to optimise, e.g. ``{"verts": [...], "pose": [...]}``.
+
+        The optimiser config may give each group its own learning rate (``optim.groups.<name>.lr``).
+        """
+
+    @abstractmethod
+    def loss(self, step: int) -> dict[str, Tensor]:
+        """Weighted loss terms for one optimisation step; the loop sums them and logs ``loss/<term>``."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Metrics against ground truth; must contain ``self.metric``. Called under ``torch.no_grad``."""
+
+    # ------------------------------------------------------------------ optional hooks
+    def setup(self, device: torch.device) -> None:
+        """Build or load data and move everything to ``device``. Called once before the first step."""
+        self.device = device
+        self.to(device)
+
+    def steps_per_epoch(self) -> int | None:
+        """Number of steps in one pass over the training data, or None for tasks without a dataset."""
+        return None
+
+    def visuals(self, logger: Logger, step: int) -> None:
+        """Log images, meshes or plots. Called under ``torch.no_grad`` at the image cadence."""
+
+    def save(self, out_dir: Path) -> None:
+        """Write artifacts (meshes, depth maps, parameters) in open formats into ``out_dir``."""
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        """A one-line human summary of final metrics (the loop prints it at the end)."""
+        main = metrics.get(self.metric)
+        return f"{self.metric}={main:.4g}" if main is not None else ""
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def step_generator(self, step: int) -> torch.Generator:
+        """A CPU generator seeded by (task seed, step): the batch of a step never depends on history."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
