@@ -1,0 +1,139 @@
+"""The Hydra job: compose -> instantiate -> run the loop -> write the run folder.
+
+One call of :func:`run_job` is one run (or one job of a multirun). It never lets a failure go
+unrecorded: metrics.json gets status ``failed`` with the error, and TensorBoard events are flushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import Interrupted, find_user_error
+from runner.record import RunRecord
+
+log = logging.getLogger("dwx")
+
+
+def configure_torch(cfg: DictConfig):
+    """Seed every generator, set threads and determinism, and return the chosen device."""
+    import numpy as np
+    import torch
+
+    from runner.errors import ConfigError
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device} but CUDA is not available here; use device=cpu or device=auto")
+    return torch.device(cfg.device)
+
+
+def hparams_from_overrides(overrides: list[str]) -> dict[str, str | float | int | bool]:
+    """The run's command-line overrides as TensorBoard hparams (``optim.lr=0.01`` -> {"optim.lr": 0.01})."""
+    params = {}
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key in ("resume",) or key.startswith("hydra."):
+            continue
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value
+        params[key] = parsed if isinstance(parsed, (int, float, str, bool)) else str(parsed)
+    return params
+
+
+def run_job(cfg: DictConfig) -> float:
+    """Run one experiment; returns the task's main metric (NaN for a failed job of a multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    record = RunRecord(run_dir, hc.runtime.choices.get("task"), overrides)
+    logger = None
+    started = time.perf_counter()
+    loop = None
+    try:
+        import torch
+        from hydra.utils import instantiate
+
+        from runner.checkpoint import load_checkpoint
+        from runner.loop import Loop, LoopSettings, stop_on_signals
+        from runner.optim import build_optimizer, build_scheduler
+        from runner.validation import validate
+
+        validate(cfg)
+        device = configure_torch(cfg)
+        task = instantiate(cfg.task, _convert_="all")
+        record.update(main_metric=task.metric, mode=task.mode)
+        logger = instantiate(cfg.logger)
+        task.setup(device)
+        optimizer = build_optimizer(cfg.optim, task.param_groups())
+        scheduler = build_scheduler(cfg.scheduler, optimizer)
+        settings = LoopSettings.from_config(cfg.loop)
+        if multirun and settings.progress == "auto":
+            settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
+        loop = Loop(task, optimizer, scheduler, logger, settings, run_dir / "checkpoints" / "last.pt")
+        if cfg.resume is not None:
+            loop.load_state_dict(load_checkpoint(Path(cfg.resume) / "checkpoints" / "last.pt", map_location=device))
+            log.info("resumed from %s at step %d", cfg.resume, loop.step)
+        logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=False) + "\n```", loop.step)
+        log.info("task %s on %s, %d steps -> %s", record.data["task"], device, loop.total_steps, run_dir)
+        with stop_on_signals() as stop:
+            result = loop.run(stop)
+        task.save(run_dir / "artifacts")
+        logger.hparams(hparams_from_overrides(overrides), result.metrics)
+        value = result.metrics[task.metric]
+        record.update(status="completed", metrics=result.metrics, steps=result.steps,
+                      wall_time_s=round(loop.wall_time(), 3))
+        summary = task.summary(result.metrics)
+        log.info("done: %s in %d steps, %.1f s%s -> %s", summary, result.steps, loop.wall_time(),
+                 " (early stop)" if result.early_stopped else "", run_dir)
+        return value
+    except Interrupted as e:
+        record.update(status="interrupted", steps=loop.step, wall_time_s=round(loop.wall_time(), 3),
+                      error=str(e))
+        log.warning("interrupted at step %d; checkpoint saved. Continue with: dwx run resume=%s", loop.step, run_dir)
+        if multirun:
+            return math.nan
+        sys.exit(128 + e.signum)
+    except Exception as e:
+        user_error = find_user_error(e)
+        message = str(user_error or e).strip().splitlines()[0] if str(user_error or e).strip() else type(e).__name__
+        record.update(status="failed", error=message, steps=loop.step if loop else 0,
+                      wall_time_s=round(time.perf_counter() - started, 3))
+        if multirun:
+            log.error("job failed: %s (metrics.json has status 'failed'; the sweep goes on)", message)
+            return math.nan
+        if user_error is not None and not _full_errors():
+            print(f"dwx: error: {message}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    finally:
+        if logger is not None:
+            logger.close()
+
+
+def _full_errors() -> bool:
+    import os
+
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"

@@ -1,0 +1,242 @@
+"""The ``dwx`` command.
+
+``dwx run ...`` hands its arguments to Hydra (full override grammar, ``-m`` for multiruns, launcher
+and sweeper plugins). Before that it composes the config once to turn Hydra's multi-line composition
+errors into one line with the fix and exit code 2. Imports of torch and Hydra are deferred so that
+``dwx --help`` and ``dwx list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_NAME = "config"
+
+# Hydra's own flags: (flag names, takes a value)
+_HYDRA_FLAGS = {
+    "-m": False, "--multirun": False, "-cd": True, "--config-dir": True, "-cn": True, "--config-name": True,
+    "-cp": True, "--config-path": True, "-c": True, "--cfg": True, "-p": True, "--package": True,
+    "--resolve": False, "-i": True, "--info": True, "-h": False, "--help": False, "--hydra-help": False,
+    "-r": False, "--run": False, "--version": False, "-sc": True, "--shell-completion": True,
+    "--experimental-rerun": True,
+}
+_NO_VALIDATION = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "--version", "-sc",
+                  "--shell-completion", "--experimental-rerun"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="dwx", description="Run, sweep and report inverse-graphics experiments (PyTorch + Hydra).",
+        epilog="Start with: dwx list, then dwx run task=<name>. Each command has --help.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks (same as HYDRA_FULL_ERROR=1)")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="{run,list,report}")
+    sub.add_parser("run", help="run one experiment, or a sweep with -m (Hydra overrides; see dwx run --help)",
+                   add_help=False)
+    p_list = sub.add_parser("list", help="list tasks, backends, optimisers and experiments")
+    p_list.add_argument("group", nargs="?", help="only this config group (task, renderer, physics, ...)")
+    p_report = sub.add_parser("report", help="table of final metrics of a run, a sweep or all of outputs/")
+    p_report.add_argument("path", nargs="?", default="outputs", help="run folder, sweep folder or outputs/")
+    p_report.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+
+    # `dwx run` passes everything after it to Hydra untouched, so split argv by hand.
+    if "run" in argv:
+        i = argv.index("run")
+        head, rest = argv[:i], argv[i + 1:]
+        if all(a in ("--debug",) for a in head):
+            if "--debug" in head:
+                os.environ["HYDRA_FULL_ERROR"] = "1"
+            sys.exit(run(rest))
+    args = parser.parse_args(argv)
+    if args.debug:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    if args.version:
+        from runner import __version__
+
+        print(f"dwx {__version__}")
+        return
+    if args.command == "list":
+        from runner.listing import list_configs
+
+        sys.exit(list_configs(CONFIG_DIR, args.group))
+    if args.command == "report":
+        from runner.report import report_main
+
+        sys.exit(report_main(Path(args.path), args.format))
+    parser.print_help()
+
+
+def run(args: list[str]) -> int:
+    """``dwx run``: validate the overrides, then let Hydra run the job(s)."""
+    from runner.errors import UserError
+
+    try:
+        args = _with_resume(args)
+        if not any(a.split("=")[0] in _NO_VALIDATION for a in args):
+            _validate(args)
+    except UserError as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"dwx: error: {e}", file=sys.stderr)
+        return 2
+
+    import hydra
+
+    from runner.app import run_job
+
+    sys.argv = ["dwx run", *args]
+    hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")(run_job)()
+    return 0
+
+
+def _split(args: list[str]) -> tuple[dict[str, str | bool], list[str], list[str]]:
+    """Separate Hydra's flags from the overrides: (flags by name, flag tokens as given, overrides)."""
+    flags: dict[str, str | bool] = {}
+    tokens, overrides = [], []
+    it = iter(args)
+    for a in it:
+        name, eq, value = a.partition("=")
+        if a in _HYDRA_FLAGS or (eq and name in _HYDRA_FLAGS and name.startswith("--")):
+            tokens.append(a)
+            if _HYDRA_FLAGS[name] and not eq:
+                value = next(it, "")
+                tokens.append(value)
+            flags[name] = value if _HYDRA_FLAGS[name] else True
+        else:
+            overrides.append(a)
+    return flags, tokens, overrides
+
+
+def _with_resume(args: list[str]) -> list[str]:
+    """``resume=DIR`` re-runs DIR's own overrides into DIR itself, so the run continues where it stopped."""
+    from runner.errors import InputError
+
+    resume = [a for a in args if a.startswith("resume=")]
+    if not resume or resume[-1] == "resume=null":
+        return args
+    flags, flag_tokens, overrides = _split(args)
+    if "-m" in flags or "--multirun" in flags:
+        raise InputError("resume= continues one run; to continue a sweep, run the same command again "
+                         "(completed jobs are skipped by the sweep's own resume)")
+    run_dir = Path(resume[-1].partition("=")[2]).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise InputError(f"resume={run_dir}: not a dwx run folder (no .hydra/overrides.yaml)")
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise InputError(f"resume={run_dir}: the run left no checkpoints/last.pt to continue from")
+    from omegaconf import OmegaConf
+
+    original = [o for o in OmegaConf.load(saved) if not o.startswith("resume=") and not o.startswith("hydra.run.dir")]
+    rest = [a for a in overrides if not a.startswith("resume=")]
+    return [*flag_tokens, *original, *rest, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
+
+
+def _first_of_sweeps(overrides: list[str]) -> list[str]:
+    """Each sweep override (``a=1,2``, ``range(...)``) replaced by its first value, for validation."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    from runner.errors import ConfigError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(str(e).strip().splitlines()[0]) from e
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~"}
+    out = []
+    for o in parsed:
+        if not o.is_sweep_override():
+            out.append(o.input_line)
+            continue
+        try:
+            first = next(iter(o.sweep_string_iterator()))
+        except Exception:  # interval(...) and other sweeps a sweeper samples from: not enumerable
+            continue
+        out.append(f"{prefix.get(o.type, '')}{o.get_key_element()}={first}")
+    return out
+
+
+def _validate(args: list[str]) -> None:
+    """Compose the config as Hydra will and check the runner's keys; raise a one-line UserError."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from runner.validation import validate
+
+    flags, _, overrides = _split(args)
+    overrides = _first_of_sweeps(overrides)
+    config_dir = flags.get("-cd") or flags.get("--config-dir")
+    if config_dir:
+        overrides.append(f"hydra.searchpath=[file://{Path(str(config_dir)).resolve()}]")
+    config_name = str(flags.get("-cn") or flags.get("--config-name") or CONFIG_NAME)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
+            cfg = compose(config_name=config_name, overrides=overrides)
+        except HydraException as e:
+            raise _explain(e, overrides, config_name) from e
+    validate(cfg)
+
+
+def _explain(e: Exception, overrides: list[str], config_name: str) -> Exception:
+    """Hydra's composition error as one line that names the key and the fix."""
+    import difflib
+    import re
+
+    from runner.errors import ConfigError
+
+    text = str(e)
+    m = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if m:
+        group, option = m.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        close = difflib.get_close_matches(option, options, n=1)
+        hint = f" (did you mean {group}={close[0]}?)" if close else ""
+        return ConfigError(f"unknown {group} '{option}'{hint}; choose one of: {', '.join(options) or 'none'}")
+    m = re.search(r"You must specify '(\w+)'", text)
+    if m:
+        group = m.group(1)
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        return ConfigError(f"no {group} given: add {group}=<name>, one of: {', '.join(options)}")
+    m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not append to config\. An item "
+                                                                      r"is already at '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        if "already at" in text:
+            return ConfigError(f"'{key}' already exists: drop the '+' (or use ++{key}=... to force)")
+        return ConfigError(f"unknown key '{key}'{_did_you_mean(key, overrides, config_name)}; "
+                           f"to add a new key use +{key}=<value>")
+    m = re.search(r"Could not delete from config\. '([^']+)' does not exist", text)
+    if m:
+        return ConfigError(f"cannot delete '{m.group(1)}': no such key")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
+    return ConfigError(first)
+
+
+def _did_you_mean(key: str, overrides: list[str], config_name: str) -> str:
+    """Suggest the nearest existing key, composing once more without the offending override."""
+    import difflib
+
+    from hydra import compose
+    from omegaconf import DictConfig, OmegaConf
+
+    rest = [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
+    try:
+        cfg = compose(config_name=config_name, overrides=rest)
+    except Exception:
+        return ""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return ""
+    close = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=1)
+    return f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else ""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""``dwx list``: every config group option with the one-line description from its YAML file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+GROUPS = (
+    ("task", "tasks"),
+    ("renderer", "renderers"),
+    ("physics", "physics engines"),
+    ("optim", "optimisers"),
+    ("scheduler", "LR schedulers"),
+    ("experiment", "experiments"),
+    ("hparams_search", "hyperparameter searches (with -m)"),
+    ("logger", "loggers"),
+    ("debug", "debug presets"),
+)
+
+
+def describe(path: Path) -> str:
+    """The first comment line of a YAML file that is not a Hydra ``# @package`` directive."""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#") and not line.startswith("# @package"):
+            return line.lstrip("# ").strip()
+        if line and not line.startswith("#"):
+            break
+    return ""
+
+
+def list_configs(config_dir: Path, only: str | None = None) -> int:
+    groups = [g for g in GROUPS if only in (None, g[0])]
+    if not groups:
+        names = ", ".join(g for g, _ in GROUPS)
+        print(f"dwx: error: unknown group '{only}'; choose one of: {names}")
+        return 2
+    for group, title in groups:
+        files = sorted((config_dir / group).glob("*.yaml"))
+        print(f"{title} ({group}=<name>):")
+        if not files:
+            print("  (none yet)")
+        width = max((len(f.stem) for f in files), default=0)
+        for f in files:
+            print(f"  {f.stem:<{width}}  {describe(f)}")
+        print()
+    return 0

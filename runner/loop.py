@@ -1,0 +1,326 @@
+"""The generic optimisation loop: one loop for every task.
+
+It owns the optimiser step, gradient clipping, the cadences of logging, evaluation, images and
+checkpoints, early stopping on the task's main metric, the guard against non-finite losses and
+gradients, and stopping cleanly on SIGINT/SIGTERM. It knows nothing of what a task computes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from runner.checkpoint import rng_state, save_checkpoint, set_rng_state
+from runner.errors import ConfigError, Interrupted, NonFiniteError
+from runner.logging import Logger
+from runner.task import Task
+
+log = logging.getLogger("dwx")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The ``loop`` config group (see configs/loop/default.yaml for each key's meaning)."""
+
+    steps: int = 1000
+    epochs: int | None = None
+    eval_every: int = 100
+    log_every: int = 10
+    image_every: int = 250
+    checkpoint_every: int = 250
+    clip_grad_norm: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    nonfinite: str = "stop"
+    progress: str = "auto"
+
+    @staticmethod
+    def from_config(cfg) -> LoopSettings:
+        early = cfg.get("early_stopping") or {}
+        return LoopSettings(
+            steps=cfg.steps, epochs=cfg.get("epochs"), eval_every=cfg.eval_every, log_every=cfg.log_every,
+            image_every=cfg.image_every, checkpoint_every=cfg.checkpoint_every,
+            clip_grad_norm=cfg.get("clip_grad_norm"), patience=early.get("patience"),
+            min_delta=float(early.get("min_delta", 0.0)), nonfinite=cfg.nonfinite, progress=cfg.progress)
+
+
+@dataclass
+class LoopResult:
+    metrics: dict[str, float]
+    steps: int
+    early_stopped: bool = False
+    skipped_steps: int = 0
+
+
+@dataclass
+class _EarlyStopping:
+    mode: str
+    patience: int | None
+    min_delta: float
+    best: float | None = None
+    bad_evals: int = 0
+
+    def update(self, value: float) -> bool:
+        """Record one evaluation; True when patience is exhausted."""
+        if self.best is None or self._improves(value):
+            self.best, self.bad_evals = value, 0
+        else:
+            self.bad_evals += 1
+        return self.patience is not None and self.bad_evals >= self.patience
+
+    def _improves(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+@dataclass
+class StopFlag:
+    """Set by the signal handlers; the loop polls it between steps."""
+
+    signum: int | None = None
+    _previous: dict = field(default_factory=dict)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """SIGINT/SIGTERM set a flag (the loop then checkpoints and stops); a second SIGINT aborts at once."""
+    flag = StopFlag()
+
+    def handler(signum, frame):
+        if flag.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.signum = signum
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            flag._previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not in the main thread (e.g. some launchers): no handler, no flag
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, previous in flag._previous.items():
+            signal.signal(sig, previous)
+
+
+class Loop:
+    """Runs ``task`` for a step budget with ``optimizer``.
+
+    Args:
+        task: the task; already ``setup`` on its device.
+        optimizer: built on ``task.param_groups()``.
+        scheduler: an LR scheduler stepped once per step, or None.
+        logger: where scalars and visuals go.
+        settings: budget and cadences.
+        checkpoint_path: where ``last.pt`` goes, or None to write no checkpoints.
+    """
+
+    def __init__(self, task: Task, optimizer: torch.optim.Optimizer, scheduler, logger: Logger,
+                 settings: LoopSettings, checkpoint_path: Path | None = None):
+        self.task, self.optimizer, self.scheduler, self.logger = task, optimizer, scheduler, logger
+        self.settings = settings
+        self.checkpoint_path = checkpoint_path
+        self.total_steps = self._budget()
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.is_lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+        self.early = _EarlyStopping(task.mode, settings.patience, settings.min_delta)
+        self.step = 0
+        self.skipped = 0
+        self.elapsed_before = 0.0  # wall time of earlier segments of a resumed run [s]
+        self._t0 = time.perf_counter()
+        self._terms: dict[str, Tensor] | None = None
+        self._total = torch.zeros(())
+
+    def _budget(self) -> int:
+        s = self.settings
+        if s.epochs is None:
+            return s.steps
+        per_epoch = self.task.steps_per_epoch()
+        if per_epoch is None:
+            raise ConfigError(f"loop.epochs: task '{type(self.task).__name__}' has no dataset to count epochs "
+                              "over; use loop.steps instead")
+        return s.epochs * per_epoch
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "task": self.task.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "early_stopping": {"best": self.early.best, "bad_evals": self.early.bad_evals},
+            "skipped": self.skipped,
+            "elapsed_s": self.wall_time(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task.load_state_dict(state["task"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.early.best = state["early_stopping"]["best"]
+        self.early.bad_evals = state["early_stopping"]["bad_evals"]
+        self.step = int(state["step"])
+        self.skipped = int(state["skipped"])
+        self.elapsed_before = float(state["elapsed_s"])
+
+    def save(self) -> None:
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    # ------------------------------------------------------------------ one step
+    def _closure(self) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = self.task.loss(self.step)
+        total = sum(terms.values())
+        if not torch.isfinite(total):
+            raise NonFiniteError(self._describe_nonfinite(terms))
+        total.backward()
+        if self._terms is None:  # L-BFGS evaluates the closure several times; log the first
+            self._terms = {k: v.detach() for k, v in terms.items()}
+            self._total = total.detach()
+        return total
+
+    def _describe_nonfinite(self, terms: dict[str, Tensor]) -> str:
+        bad = [f"loss/{k}={v.item():.4g}" for k, v in terms.items() if not torch.isfinite(v).all()]
+        return f"non-finite loss at step {self.step}: {', '.join(bad) or 'the sum overflowed'}"
+
+    def _grad_norm(self) -> Tensor:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.settings.clip_grad_norm is not None:
+            return torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_grad_norm)
+        if not grads:
+            return torch.zeros(())
+        return torch.nn.utils.get_total_norm(grads)
+
+    def _nonfinite_grad_groups(self) -> list[str]:
+        return [g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)
+                if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in g["params"])]
+
+    def _take_step(self) -> bool:
+        """One optimiser step; False when it was skipped (non-finite with ``nonfinite=skip``)."""
+        self._terms = None
+        try:
+            if self.is_lbfgs:
+                self.optimizer.step(self._closure)
+            else:
+                self._closure()
+                norm = self._grad_norm()
+                if not torch.isfinite(norm):
+                    groups = self._nonfinite_grad_groups()
+                    raise NonFiniteError(f"non-finite gradient at step {self.step} in parameter group(s) "
+                                         f"{groups}; loss terms: " + ", ".join(
+                                             f"loss/{k}={v.item():.4g}" for k, v in self._terms.items()))
+                self.optimizer.step()
+        except NonFiniteError as e:
+            if self.settings.nonfinite == "skip":
+                log.warning("%s; step skipped (loop.nonfinite=skip)", e)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.skipped += 1
+                return False
+            if not self.is_lbfgs:  # parameters are still those before the bad step: keep them
+                self.save()
+            raise NonFiniteError(f"{e}. The last good state is in checkpoints/last.pt; lower the learning rate, "
+                                 "set loop.clip_grad_norm, or loop.nonfinite=skip") from None
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop: StopFlag | None = None) -> LoopResult:
+        """Run from ``self.step`` (0, or the step of a loaded checkpoint) to the budget."""
+        s, task = self.settings, self.task
+        stop = stop or StopFlag()
+        metrics: dict[str, float] = {}
+        early_stopped = False
+        self._t0 = time.perf_counter()
+        bar = _progress(s.progress, self.total_steps, self.step)
+        quiet = s.progress == "off"
+        t_last, step_last = time.perf_counter(), self.step
+        try:
+            while self.step < self.total_steps:
+                stepped = self._take_step()
+                self.step += 1
+                logged = False
+                done = self.step
+                last = done == self.total_steps
+                if stepped and (done % s.log_every == 0 or last):
+                    now = time.perf_counter()
+                    scalars = {f"loss/{k}": v.item() for k, v in self._terms.items()}
+                    scalars["loss/total"] = self._total.item()
+                    scalars["time/step_s"] = (now - t_last) / max(done - step_last, 1)
+                    for i, g in enumerate(self.optimizer.param_groups):
+                        scalars[f"lr/{g.get('name', i)}"] = g["lr"]
+                    self.logger.scalars(scalars, done)
+                    t_last, step_last = now, done
+                    logged = True
+                if done % s.eval_every == 0 or last:
+                    metrics = self._evaluate(done)
+                    logged = True
+                    if self.early.update(metrics[task.metric]):
+                        log.info("early stopping at step %d: %s has not improved for %d evaluations (best %.4g)",
+                                 done, task.metric, self.early.bad_evals, self.early.best)
+                        early_stopped = True
+                if logged and not quiet:
+                    _report(bar, done, self.total_steps, self._total.item(), task.metric, metrics)
+                if (s.image_every and done % s.image_every == 0) or last or early_stopped:
+                    with torch.no_grad():
+                        task.visuals(self.logger, done)
+                if done % s.checkpoint_every == 0 or last or early_stopped:
+                    self.save()
+                if stop.signum is not None:
+                    self.save()
+                    raise Interrupted(stop.signum)
+                if early_stopped:
+                    break
+                if bar is not None:
+                    bar.update(1)
+            if not metrics:  # resumed at the end of the budget: evaluate what was loaded
+                metrics = self._evaluate(self.step)
+        finally:
+            if bar is not None:
+                bar.close()
+        return LoopResult(metrics=metrics, steps=self.step, early_stopped=early_stopped, skipped_steps=self.skipped)
+
+    def wall_time(self) -> float:
+        """Wall time of the whole run so far, resumed segments included [s]."""
+        return self.elapsed_before + time.perf_counter() - self._t0
+
+    def _evaluate(self, step: int) -> dict[str, float]:
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in self.task.evaluate().items()}
+        if self.task.metric not in metrics:
+            raise KeyError(f"{type(self.task).__name__}.evaluate() did not return its main metric "
+                           f"'{self.task.metric}' (got {sorted(metrics)})")
+        self.logger.scalars({f"metric/{k}": v for k, v in metrics.items()}, step)
+        return metrics
+
+
+def _progress(mode: str, total: int, start: int):
+    """A tqdm bar on a terminal (``auto``) or when asked (``bar``); None means plain log lines."""
+    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=start, dynamic_ncols=True, unit="step", leave=False)
+    return None
+
+
+def _report(bar, done: int, total: int, loss: float, metric: str, metrics: dict[str, float]) -> None:
+    main = metrics.get(metric)
+    text = f"loss {loss:.4g}" + (f"  {metric} {main:.4g}" if main is not None else "")
+    if bar is not None:
+        bar.set_postfix_str(text, refresh=False)
+    else:
+        log.info("step %d/%d  %s", done, total, text)

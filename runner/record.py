@@ -1,0 +1,82 @@
+"""metrics.json: the contract that reports, sweeps and other tools read from every run folder.
+
+::
+
+    {"task": "...", "status": "completed" | "interrupted" | "failed", "main_metric": "abs_rel",
+     "mode": "min", "metrics": {...}, "steps": 1000, "wall_time_s": 123.4, "error": null | "...",
+     "versions": {"python": ..., "torch": ..., "dwx": ...}, "git_commit": ..., "overrides": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+STATUSES = ("running", "completed", "interrupted", "failed")
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import torch
+
+    from runner import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "hydra": hydra.__version__,
+            "dwx": __version__}
+
+
+def git_commit() -> str | None:
+    """The commit of the dwx source tree (with ``+dirty`` when it has local changes), or None."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file and rename it over ``path``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(_finite_or_none(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _finite_or_none(x):
+    """JSON has no NaN/Inf: write them as null so every JSON reader accepts the file."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+class RunRecord:
+    """Keeps metrics.json of one run up to date."""
+
+    def __init__(self, run_dir: Path, task: str, overrides: list[str]):
+        self.path = Path(run_dir) / "metrics.json"
+        self.data = {"task": task, "status": "running", "main_metric": None, "mode": None, "metrics": {},
+                     "steps": 0, "wall_time_s": 0.0, "error": None, "versions": versions(),
+                     "git_commit": git_commit(), "overrides": list(overrides)}
+
+    def update(self, **fields) -> None:
+        unknown = set(fields) - set(self.data)
+        if unknown:
+            raise KeyError(f"unknown metrics.json fields: {sorted(unknown)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {fields['status']!r}")
+        self.data.update(fields)
+        write_json_atomic(self.path, self.data)

@@ -1,0 +1,46 @@
+"""Shared fixtures: run the `dwx` CLI in a subprocess, locate the shared real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def dwx_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(ROOT), env.get("PYTHONPATH", "")])
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.update(extra)
+    return env
+
+
+def run_dwx(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
+            toy: bool = False) -> subprocess.CompletedProcess:
+    """Run ``dwx ARGS`` (``python -m runner.cli``) and return the completed process (text output)."""
+    cmd = [sys.executable, "-m", "runner.cli", *args]
+    if toy:  # the test-local task lives in tests/fixtures/configs
+        i = cmd.index("run") + 1
+        cmd[i:i] = ["--config-dir", str(FIXTURES / "configs")]
+    return subprocess.run(cmd, cwd=cwd or ROOT, env=env or dwx_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data; skips the test with the reason when it is not there."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (it lies beside the checkout in CI)")
+    return path
