@@ -1,0 +1,634 @@
+"""Analytic ray casting of textured planes, boxes and spheres (ground truth images and depth maps).
+
+One primary ray per pixel centre (or per sub-pixel with ``supersample``) is intersected exactly with
+every primitive: planes in closed form, boxes with the slab method (Kay & Kajiya, "Ray tracing complex
+scenes", SIGGRAPH 1986), spheres with the quadratic formula. The nearest hit wins; its surface is shaded
+with a procedural texture (:mod:`runner.render.textures`) and Lambert's law under ambient light plus one
+directional light, optionally with hard shadows from a shadow ray cast against the same primitives.
+Being analytic, this renderer makes ground truth that the mesh rasteriser and the inverse warp being
+optimised do not reproduce exactly, which avoids the "inverse crime".
+
+Rendering runs in two passes:
+
+1. *visibility*, without autograd: all rays x all primitives, ``(B, chunk, P)`` at a time, gives the
+   id of the nearest primitive of every ray (memory is bounded by ``chunk_size``);
+2. *surface*, with autograd: each ray is intersected again with its own primitive only, giving the hit
+   distance, normal and texture coordinates.
+
+Differentiability. Given the id of the primitive a pixel sees, depth, normal, texture coordinates and
+shading are smooth functions of the camera (``cam_from_world``, ``K``) and of the primitive parameters
+(plane point, box centre / half size / rotation, sphere centre / radius), so gradients are exact there.
+The id itself, i.e. which primitive covers a pixel, is a discrete choice with no gradient: silhouette
+edges and shadow boundaries do not move under gradient descent here (that is the job of the soft
+rasteriser). Supersampled coverage is an average of such discrete choices and has no gradient either.
+
+Conventions: world +y up, OpenCV cameras (:mod:`runner.geometry.cameras`). Solids (boxes, spheres) are
+seen from outside; a camera inside a solid does not see it. Planes are two-sided and infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from runner.geometry.cameras import PinholeCamera
+from runner.render.base import Rendered
+from runner.render.textures import Material, TextureKind, evaluate_texture
+
+_T_MIN = 1e-4  # [m] hits nearer than this along a ray are ignored
+_SHADOW_BIAS = 1e-3  # [m] shadow rays start this far off the surface, along its normal
+_PARALLEL_EPS = 1e-12  # |direction component| below which a ray counts as parallel to a slab
+
+
+# ============================================================================================ scene
+@dataclass(frozen=True)
+class Planes:
+    """B x P infinite two-sided planes.
+
+    Attributes:
+        point: (B, P, 3) a point on each plane [m], the origin of its texture chart.
+        normal: (B, P, 3) unit normals (world frame).
+        material: (B, P) textures.
+    """
+
+    point: Tensor
+    normal: Tensor
+    material: Material
+
+    def __post_init__(self):
+        _check_shape("Planes.point", self.point, 3, (3,))
+        _check_shape("Planes.normal", self.normal, 3, (3,))
+        _check_same_prefix("Planes", self.point, [self.normal, self.material.kind])
+        if self.normal.numel() and not torch.allclose(self.normal.norm(dim=-1).detach(),
+                                                     torch.ones_like(self.normal[..., 0]), atol=1e-4):
+            raise ValueError("Planes.normal must have unit length")
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """B x P oriented boxes.
+
+    Attributes:
+        center: (B, P, 3) box centres [m] (world frame).
+        half_size: (B, P, 3) half extents along the box axes [m], > 0.
+        rotation: (B, P, 3, 3) rotation world_from_box: its columns are the box axes in the world frame.
+        material: (B, P) textures; a face's chart is the two box axes in its plane, from a box corner,
+            with the box's local y as ``t`` on the side faces.
+    """
+
+    center: Tensor
+    half_size: Tensor
+    rotation: Tensor
+    material: Material
+
+    def __post_init__(self):
+        _check_shape("Boxes.center", self.center, 3, (3,))
+        _check_shape("Boxes.half_size", self.half_size, 3, (3,))
+        _check_shape("Boxes.rotation", self.rotation, 4, (3, 3))
+        _check_same_prefix("Boxes", self.center, [self.half_size, self.rotation, self.material.kind])
+        if self.half_size.numel() and not bool((self.half_size > 0).all()):
+            raise ValueError("Boxes.half_size must be > 0")
+
+
+@dataclass(frozen=True)
+class Spheres:
+    """B x P spheres.
+
+    Attributes:
+        center: (B, P, 3) centres [m] (world frame).
+        radius: (B, P) radii [m], > 0.
+        material: (B, P) textures; the chart is (radius x longitude, height above the centre) [m].
+    """
+
+    center: Tensor
+    radius: Tensor
+    material: Material
+
+    def __post_init__(self):
+        _check_shape("Spheres.center", self.center, 3, (3,))
+        _check_shape("Spheres.radius", self.radius, 2, ())
+        _check_same_prefix("Spheres", self.center, [self.radius, self.material.kind])
+        if self.radius.numel() and not bool((self.radius > 0).all()):
+            raise ValueError("Spheres.radius must be > 0")
+
+
+@dataclass(frozen=True)
+class PrimitiveScene:
+    """A batch of B scenes of planes, boxes and spheres (any group may hold 0 primitives).
+
+    Primitive ids run over planes, then boxes, then spheres.
+    """
+
+    planes: Planes
+    boxes: Boxes
+    spheres: Spheres
+
+    def __post_init__(self):
+        sizes = {self.planes.point.shape[0], self.boxes.center.shape[0], self.spheres.center.shape[0]}
+        if len(sizes) != 1:
+            raise ValueError(f"planes, boxes and spheres must share the batch size, got {sorted(sizes)}")
+        dtypes = {self.planes.point.dtype, self.boxes.center.dtype, self.spheres.center.dtype}
+        if len(dtypes) != 1:
+            raise ValueError(f"planes, boxes and spheres must share one dtype, got {dtypes}")
+
+    @staticmethod
+    def create(planes: Planes | None = None, boxes: Boxes | None = None,
+               spheres: Spheres | None = None) -> PrimitiveScene:
+        """A scene from the groups given; missing groups are empty."""
+        given = [g for g in (planes, boxes, spheres) if g is not None]
+        if not given:
+            raise ValueError("a PrimitiveScene needs at least one of planes, boxes, spheres")
+        ref = given[0].material.color_a
+        B, kw = ref.shape[0], {"dtype": ref.dtype, "device": ref.device}
+        empty = Material.constant(torch.zeros(B, 0, 3, **kw))
+        return PrimitiveScene(
+            planes if planes is not None else Planes(torch.zeros(B, 0, 3, **kw), torch.zeros(B, 0, 3, **kw), empty),
+            boxes if boxes is not None else Boxes(torch.zeros(B, 0, 3, **kw), torch.ones(B, 0, 3, **kw),
+                                                  torch.zeros(B, 0, 3, 3, **kw), empty),
+            spheres if spheres is not None else Spheres(torch.zeros(B, 0, 3, **kw), torch.ones(B, 0, **kw), empty))
+
+    @property
+    def batch_size(self) -> int:
+        return self.planes.point.shape[0]
+
+    @property
+    def num_primitives(self) -> int:
+        return self.planes.point.shape[1] + self.boxes.center.shape[1] + self.spheres.center.shape[1]
+
+    @property
+    def material(self) -> Material:
+        """(B, P) materials of all primitives in id order."""
+        return Material.cat([self.planes.material, self.boxes.material, self.spheres.material], dim=1)
+
+    def item(self, index: int) -> PrimitiveScene:
+        """Scene ``index`` of the batch, as a batch of one."""
+        i = slice(index, index + 1)
+        p, b, s = self.planes, self.boxes, self.spheres
+        return PrimitiveScene(Planes(p.point[i], p.normal[i], p.material.item(index)),
+                              Boxes(b.center[i], b.half_size[i], b.rotation[i], b.material.item(index)),
+                              Spheres(s.center[i], s.radius[i], s.material.item(index)))
+
+    def expand(self, batch: int) -> PrimitiveScene:
+        """Broadcast a one-scene batch to ``batch`` scenes (no copy)."""
+        if self.batch_size == batch:
+            return self
+        if self.batch_size != 1:
+            raise ValueError(f"cannot broadcast a batch of {self.batch_size} scenes to {batch}")
+        p, b, s = self.planes, self.boxes, self.spheres
+        return PrimitiveScene(
+            Planes(p.point.expand(batch, -1, -1), p.normal.expand(batch, -1, -1), p.material.expand(batch)),
+            Boxes(b.center.expand(batch, -1, -1), b.half_size.expand(batch, -1, -1),
+                  b.rotation.expand(batch, -1, -1, -1), b.material.expand(batch)),
+            Spheres(s.center.expand(batch, -1, -1), s.radius.expand(batch, -1), s.material.expand(batch)))
+
+
+def _check_shape(name: str, x: Tensor, dim: int, tail: tuple[int, ...]) -> None:
+    if x.dim() != dim or tuple(x.shape[x.dim() - len(tail):]) != tail:
+        raise ValueError(f"{name} must be (B, P{''.join(', ' + str(n) for n in tail)}), got {tuple(x.shape)}")
+
+
+def _check_same_prefix(group: str, ref: Tensor, others: list[Tensor]) -> None:
+    for x in others:
+        if tuple(x.shape[:2]) != tuple(ref.shape[:2]):
+            raise ValueError(f"{group} fields disagree on (B, P): {tuple(ref.shape[:2])} vs {tuple(x.shape[:2])}")
+
+
+# ============================================================================================ rays x primitives
+def intersect_planes(origins: Tensor, dirs: Tensor, point: Tensor, normal: Tensor) -> Tensor:
+    """Ray-plane distances.
+
+    Args:
+        origins, dirs: (B, N, 3) ray origins [m] and unit directions (world frame).
+        point, normal: (B, P, 3) planes.
+
+    Returns:
+        (B, N, P) distance along each ray to each plane [m]; ``inf`` where the ray misses it.
+    """
+    denom = dirs @ normal.transpose(1, 2)
+    num = (point * normal).sum(-1)[:, None, :] - origins @ normal.transpose(1, 2)
+    t = num / torch.where(denom.abs() < _PARALLEL_EPS, torch.full_like(denom, _PARALLEL_EPS), denom)
+    return torch.where((denom.abs() >= _PARALLEL_EPS) & (t > _T_MIN), t, torch.full_like(t, math.inf))
+
+
+def intersect_spheres(origins: Tensor, dirs: Tensor, center: Tensor, radius: Tensor) -> Tensor:
+    """Ray-sphere distances (outside surface only).
+
+    Args:
+        origins, dirs: (B, N, 3) ray origins [m] and unit directions (world frame).
+        center: (B, P, 3) sphere centres [m]; radius: (B, P) [m].
+
+    Returns:
+        (B, N, P) distance to the first crossing of each sphere [m]; ``inf`` where the ray misses it
+        (or starts inside it).
+    """
+    oc = origins[:, :, None, :] - center[:, None, :, :]
+    b = (oc * dirs[:, :, None, :]).sum(-1)
+    c = (oc * oc).sum(-1) - radius[:, None, :] ** 2
+    disc = b * b - c
+    t = -b - torch.sqrt(disc.clamp(min=0))
+    return torch.where((disc >= 0) & (t > _T_MIN), t, torch.full_like(t, math.inf))
+
+
+def intersect_boxes(origins: Tensor, dirs: Tensor, center: Tensor, half_size: Tensor, rotation: Tensor) -> Tensor:
+    """Ray-box distances by the slab method (outside surface only).
+
+    Args:
+        origins, dirs: (B, N, 3) ray origins [m] and unit directions (world frame).
+        center, half_size: (B, P, 3) boxes [m]; rotation: (B, P, 3, 3) world_from_box.
+
+    Returns:
+        (B, N, P) distance to the entry point of each box [m]; ``inf`` where the ray misses it (or starts
+        inside it).
+    """
+    B, N, _ = origins.shape
+    P = center.shape[1]
+    rotation_flat = rotation.permute(0, 2, 1, 3).reshape(B, 3, P * 3)  # one matmul for all boxes
+    o_box = (origins @ rotation_flat).view(B, N, P, 3) - torch.einsum("bpk,bpkj->bpj", center, rotation)[:, None]
+    d_box = (dirs @ rotation_flat).view(B, N, P, 3)
+    lo, hi = _slabs(o_box, d_box, half_size[:, None])
+    t_near, t_far = lo.amax(-1), hi.amin(-1)
+    return torch.where((t_near <= t_far) & (t_near > _T_MIN), t_near, torch.full_like(t_near, math.inf))
+
+
+def _slabs(o: Tensor, d: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
+    """Entry and exit distances (..., 3) of rays ``o + t d`` (box frame) through the slabs |x_k| <= half_k."""
+    # A ray parallel to a slab gets a huge finite 1/d: the slab is then all or nothing, as it should be.
+    inv = d.reciprocal().clamp(-1 / _PARALLEL_EPS, 1 / _PARALLEL_EPS)
+    centre, spread = -o * inv, half * inv.abs()
+    return centre - spread, centre + spread
+
+
+def nearest_hits(scene: PrimitiveScene, origins: Tensor, dirs: Tensor, chunk_size: int) -> Tensor:
+    """Id of the nearest primitive along every ray, without gradients.
+
+    Args:
+        scene: B scenes.
+        origins, dirs: (B, N, 3) rays (world frame, unit directions).
+        chunk_size: rays per batch element intersected at once; memory ~ 50 * B * chunk_size * P bytes.
+
+    Returns:
+        (B, N) int64 primitive ids (planes, then boxes, then spheres); -1 where a ray hits nothing.
+    """
+    B, N, _ = origins.shape
+    ids = torch.full((B, N), -1, dtype=torch.int64, device=origins.device)
+    if scene.num_primitives == 0:
+        return ids
+    p, b, s = scene.planes, scene.boxes, scene.spheres
+    with torch.no_grad():
+        for start in range(0, N, chunk_size):
+            o, d = origins[:, start:start + chunk_size], dirs[:, start:start + chunk_size]
+            t = torch.cat([intersect_planes(o, d, p.point, p.normal),
+                           intersect_boxes(o, d, b.center, b.half_size, b.rotation),
+                           intersect_spheres(o, d, s.center, s.radius)], dim=-1)
+            t_min, arg = t.min(-1)
+            ids[:, start:start + chunk_size] = torch.where(torch.isfinite(t_min), arg, -1)
+    return ids
+
+
+# ============================================================================================ one ray x its primitive
+def _plane_surface(o: Tensor, d: Tensor, point: Tensor, normal: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Distance (M,), normal facing the ray (M, 3) and chart uv (M, 2) of M rays on their planes."""
+    cos = (d * normal).sum(-1)
+    t = ((point - o) * normal).sum(-1) / cos
+    rel = o + t[:, None] * d - point
+    helper = torch.zeros_like(normal)
+    vertical = normal[:, 1].abs() >= 0.9
+    helper[:, 1] = (~vertical).to(normal.dtype)
+    helper[:, 2] = vertical.to(normal.dtype)
+    s_axis = torch.nn.functional.normalize(torch.cross(helper, normal, dim=-1), dim=-1)
+    t_axis = torch.cross(normal, s_axis, dim=-1)
+    uv = torch.stack([(rel * s_axis).sum(-1), (rel * t_axis).sum(-1)], -1)
+    return t, torch.where((cos > 0)[:, None], -normal, normal), uv
+
+
+# Box face charts: for the face normal to box axis k, uv = (q[_S_AXIS[k]], q[_T_AXIS[k]]).
+_S_AXIS = (2, 0, 0)
+_T_AXIS = (1, 2, 1)
+
+
+def _box_surface(o: Tensor, d: Tensor, center: Tensor, half: Tensor,
+                 rotation: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Distance (M,), outward normal (M, 3) and face chart uv (M, 2) of M rays on their boxes."""
+    o_box = ((o - center)[:, None, :] @ rotation)[:, 0]
+    d_box = (d[:, None, :] @ rotation)[:, 0]
+    lo, _ = _slabs(o_box, d_box, half)
+    axis = lo.argmax(-1, keepdim=True)  # the slab entered last is the face hit
+    t = lo.gather(-1, axis)[:, 0]
+    sign = -torch.sign(d_box.gather(-1, axis))
+    normal = rotation.gather(-1, axis[:, None, :].expand(-1, 3, 1))[..., 0] * sign
+    q = o_box + t[:, None] * d_box + half  # in [0, 2 half]: the chart starts at a corner
+    s_idx = torch.tensor(_S_AXIS, device=o.device)[axis]
+    t_idx = torch.tensor(_T_AXIS, device=o.device)[axis]
+    return t, normal, torch.cat([q.gather(-1, s_idx), q.gather(-1, t_idx)], -1)
+
+
+def _sphere_surface(o: Tensor, d: Tensor, center: Tensor, radius: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Distance (M,), outward normal (M, 3) and chart uv (M, 2) of M rays on their spheres."""
+    oc = o - center
+    b = (oc * d).sum(-1)
+    c = (oc * oc).sum(-1) - radius**2
+    t = -b - torch.sqrt((b * b - c).clamp(min=1e-12))
+    q = oc + t[:, None] * d
+    uv = torch.stack([radius * torch.atan2(q[:, 0], q[:, 2]), q[:, 1]], -1)
+    return t, q / radius[:, None], uv
+
+
+def surface_at_hits(scene: PrimitiveScene, origins: Tensor, dirs: Tensor,
+                    ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Differentiable geometry of every ray's hit on its primitive ``ids`` (from :func:`nearest_hits`).
+
+    Args:
+        scene: B scenes.
+        origins, dirs: (B, N, 3) rays (world frame, unit directions).
+        ids: (B, N) int64 primitive ids, -1 for no hit.
+
+    Returns:
+        t (B, N) hit distance [m], normal (B, N, 3) unit, facing the ray, uv (B, N, 2) texture chart [m];
+        all 0 where ``ids == -1``.
+    """
+    B, N = ids.shape
+    t = torch.zeros(B, N, dtype=origins.dtype, device=origins.device)
+    normal = torch.zeros(B, N, 3, dtype=origins.dtype, device=origins.device)
+    uv = torch.zeros(B, N, 2, dtype=origins.dtype, device=origins.device)
+    batch_idx = torch.arange(B, device=ids.device)[:, None].expand(B, N)
+    n_planes, n_boxes = scene.planes.point.shape[1], scene.boxes.center.shape[1]
+    p, b, s = scene.planes, scene.boxes, scene.spheres
+    groups = [
+        (0, n_planes, lambda bi, i, o, d: _plane_surface(o, d, p.point[bi, i], p.normal[bi, i])),
+        (n_planes, n_boxes, lambda bi, i, o, d: _box_surface(o, d, b.center[bi, i], b.half_size[bi, i],
+                                                             b.rotation[bi, i])),
+        (n_planes + n_boxes, s.center.shape[1],
+         lambda bi, i, o, d: _sphere_surface(o, d, s.center[bi, i], s.radius[bi, i])),
+    ]
+    for offset, count, surface in groups:
+        sel = (ids >= offset) & (ids < offset + count)
+        if not bool(sel.any()):
+            continue
+        t_g, n_g, uv_g = surface(batch_idx[sel], ids[sel] - offset, origins[sel], dirs[sel])
+        t[sel], normal[sel], uv[sel] = t_g, n_g, uv_g
+    return t, normal, uv
+
+
+# ============================================================================================ renderer
+class RaycastRenderer:
+    """Analytic, textured, Lambert-shaded images of :class:`PrimitiveScene` batches.
+
+    Args:
+        background: RGB colour of pixels that hit nothing, in [0, 1].
+        ambient: fraction of the albedo lit everywhere, in [0, 1]; the directional light adds up to
+            ``1 - ambient`` times the albedo, so colours stay in [0, 1].
+        light_dir: world direction *towards* the directional light (normalised here).
+        shadows: cast a shadow ray from every hit towards the light (hard shadows, no gradient).
+        supersample: S >= 1; S x S samples per pixel, averaged (anti-aliasing, soft edges).
+        chunk_size: rays per batch element in one visibility pass (bounds memory).
+    """
+
+    def __init__(self, background: Sequence[float] = (0.0, 0.0, 0.0), ambient: float = 0.35,
+                 light_dir: Sequence[float] = (0.4, 1.0, -0.3), shadows: bool = True, supersample: int = 1,
+                 chunk_size: int = 4096):
+        if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
+            raise ValueError(f"background must be 3 values in [0, 1], got {list(background)}")
+        if not 0.0 <= ambient <= 1.0:
+            raise ValueError(f"ambient must be in [0, 1], got {ambient}")
+        if len(light_dir) != 3 or math.hypot(*light_dir) == 0.0:
+            raise ValueError(f"light_dir must be a non-zero 3-vector, got {list(light_dir)}")
+        if int(supersample) != supersample or supersample < 1:
+            raise ValueError(f"supersample must be an integer >= 1, got {supersample}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.background = tuple(float(c) for c in background)
+        self.ambient = float(ambient)
+        norm = math.hypot(*light_dir)
+        self.light_dir = tuple(float(c) / norm for c in light_dir)
+        self.shadows = bool(shadows)
+        self.supersample = int(supersample)
+        self.chunk_size = int(chunk_size)
+
+    def __call__(self, scene: PrimitiveScene, cameras: PinholeCamera) -> Rendered:
+        """Render ``scene`` (batch B, or 1 broadcast to all cameras) from ``cameras`` (batch B).
+
+        Returns:
+            rgb (B, H, W, 3) shaded colour over the background; alpha (B, H, W) fraction of samples that
+            hit a primitive (in {0, 1} without supersampling); depth (B, H, W) camera-space z of the
+            nearest hit [m] averaged over the hitting samples, 0 where nothing is hit.
+        """
+        if scene.planes.point.dtype != cameras.K.dtype:
+            raise ValueError(f"scene dtype {scene.planes.point.dtype} differs from camera dtype {cameras.K.dtype}")
+        scene = scene.expand(cameras.batch_size)
+        H, W = cameras.image_size
+        S = self.supersample
+        cams = cameras.resized((H * S, W * S)) if S > 1 else cameras
+        origins, dirs = cams.pixel_rays()
+        B = cams.batch_size
+        origins, dirs = origins.reshape(B, -1, 3), dirs.reshape(B, -1, 3)
+
+        ids = nearest_hits(scene, origins, dirs, self.chunk_size)
+        hit = ids >= 0
+        t, normal, uv = surface_at_hits(scene, origins, dirs, ids)
+        points = origins + t[..., None] * dirs
+
+        albedo = torch.zeros_like(points)
+        batch_idx = torch.arange(B, device=ids.device)[:, None].expand_as(ids)
+        albedo[hit] = evaluate_texture(scene.material.take(batch_idx[hit], ids[hit]), uv[hit])
+        light = torch.tensor(self.light_dir, dtype=points.dtype, device=points.device)
+        lit = (normal @ light).clamp(min=0)
+        if self.shadows:  # only surfaces that face the light can be shadowed
+            facing = hit & (lit > 0)
+            shadow_origins = (points + _SHADOW_BIAS * normal).detach()
+            blocked = torch.zeros_like(hit)
+            for i in range(B):
+                o = shadow_origins[i, facing[i]][None]
+                blocked[i, facing[i]] = nearest_hits(scene.item(i), o, light.expand_as(o), self.chunk_size)[0] >= 0
+            lit = lit * (~blocked).to(lit.dtype)
+        shade = albedo * (self.ambient + (1 - self.ambient) * lit)[..., None]
+        background = torch.tensor(self.background, dtype=points.dtype, device=points.device)
+        rgb = torch.where(hit[..., None], shade, background)
+
+        R_z, t_z = cams.cam_from_world[:, None, 2, :3], cams.cam_from_world[:, None, 2, 3]
+        depth = torch.where(hit, (points * R_z).sum(-1) + t_z, torch.zeros_like(t))
+        alpha = hit.to(rgb.dtype)
+        return _downsample(rgb.reshape(B, H * S, W * S, 3), alpha.reshape(B, H * S, W * S),
+                           depth.reshape(B, H * S, W * S), S)
+
+
+def _downsample(rgb: Tensor, alpha: Tensor, depth: Tensor, S: int) -> Rendered:
+    """Average S x S sample blocks; depth is the mean over the samples that hit (0 if none)."""
+    if S == 1:
+        return Rendered(rgb, alpha, depth)
+    B, HS, WS = alpha.shape
+    H, W = HS // S, WS // S
+    rgb = rgb.reshape(B, H, S, W, S, 3).mean((2, 4))
+    hits = alpha.reshape(B, H, S, W, S).sum((2, 4))
+    depth_sum = depth.reshape(B, H, S, W, S).sum((2, 4))
+    depth = torch.where(hits > 0, depth_sum / hits.clamp(min=1), torch.zeros_like(depth_sum))
+    return Rendered(rgb, hits / (S * S), depth)
+
+
+# ============================================================================================ street scenes
+_FACADE_KINDS = (TextureKind.BRICKS, TextureKind.WINDOWS, TextureKind.STRIPES, TextureKind.NOISE,
+                 TextureKind.CHECKER)
+_FACADE_SCALE = {TextureKind.BRICKS: (0.5, 0.9), TextureKind.WINDOWS: (2.5, 3.5), TextureKind.STRIPES: (0.6, 2.0),
+                 TextureKind.NOISE: (1.5, 4.0), TextureKind.CHECKER: (0.8, 2.0)}
+
+
+class _SceneBuilder:
+    """Collects primitives with a seeded generator; :meth:`build` stacks them into a one-scene batch."""
+
+    def __init__(self, seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.planes: list[tuple] = []
+        self.boxes: list[tuple] = []
+        self.spheres: list[tuple] = []
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=self.gen, dtype=torch.float64))
+
+    def choice(self, options: Sequence):
+        return options[int(torch.randint(len(options), (), generator=self.gen))]
+
+    def color(self, lo: float = 0.1, hi: float = 0.9) -> tuple[float, float, float]:
+        return (self.uniform(lo, hi), self.uniform(lo, hi), self.uniform(lo, hi))
+
+    def material(self, kind: TextureKind, scale: float, a: Sequence[float], b: Sequence[float]) -> tuple:
+        tex_seed = int(torch.randint(2**31 - 1, (), generator=self.gen))
+        return (int(kind), tuple(a), tuple(b), scale, tex_seed)
+
+    def build(self, dtype: torch.dtype) -> PrimitiveScene:
+        def mat(rows: list[tuple]) -> Material:
+            n = len(rows)
+            return Material(torch.tensor([r[0] for r in rows], dtype=torch.int64).reshape(1, n),
+                            torch.tensor([r[1] for r in rows], dtype=dtype).reshape(1, n, 3),
+                            torch.tensor([r[2] for r in rows], dtype=dtype).reshape(1, n, 3),
+                            torch.tensor([r[3] for r in rows], dtype=dtype).reshape(1, n),
+                            torch.tensor([r[4] for r in rows], dtype=torch.int64).reshape(1, n))
+
+        def col(rows: list[tuple], i: int, tail: tuple[int, ...]) -> Tensor:
+            return torch.tensor([r[i] for r in rows], dtype=dtype).reshape(1, len(rows), *tail)
+
+        P, Bx, Sp = self.planes, self.boxes, self.spheres
+        yaw = col(Bx, 2, ())
+        c, s, zero, one = torch.cos(yaw), torch.sin(yaw), torch.zeros_like(yaw), torch.ones_like(yaw)
+        rotation = torch.stack([c, zero, s, zero, one, zero, -s, zero, c], -1).reshape(1, -1, 3, 3)
+        return PrimitiveScene(
+            Planes(col(P, 0, (3,)), col(P, 1, (3,)), mat([r[2] for r in P])),
+            Boxes(col(Bx, 0, (3,)), col(Bx, 1, (3,)), rotation, mat([r[3] for r in Bx])),
+            Spheres(col(Sp, 0, (3,)), col(Sp, 1, ()), mat([r[2] for r in Sp])))
+
+
+def make_street_scene(seed: int, length: float = 60.0, street_half_width: float = 5.0, n_cars: int = 6,
+                      n_spheres: int = 5, n_poles: int = 6, back_wall: bool = True,
+                      dtype: torch.dtype = torch.float32) -> PrimitiveScene:
+    """A procedural street along +z (world +y up, ground at y = 0), one scene (batch 1).
+
+    The street is ``2 street_half_width`` wide, from z = -10 m to z = ``length``, with a 2.5 m
+    sidewalk (a low tiled box) and a row of buildings (boxes 5-12 m wide, 6-24 m high, textured
+    facades: bricks, windows, stripes, noise, checks) on each side; cars (yawed boxes), spheres and
+    poles stand on the street at least 2 m off its centre line so that a camera from
+    :func:`forward_camera_path` does not run into them. With ``back_wall`` an infinite textured wall
+    at z = ``length`` caps the depth at about ``length`` and fills the sky; without it the sky is
+    background (alpha 0, depth 0). About 40 primitives with the defaults.
+
+    Args:
+        seed: generator seed; the same seed gives the same scene.
+        length: street length ahead of the origin [m] (depth cap with ``back_wall``).
+        street_half_width: half width of the road [m].
+        n_cars, n_spheres, n_poles: numbers of props.
+        back_wall: close the street with a wall at z = ``length``.
+        dtype: float dtype of the scene tensors.
+    """
+    if length <= 10 or street_half_width < 4.5:
+        raise ValueError(f"need length > 10 m and street_half_width >= 4.5 m, got {length}, {street_half_width}")
+    if min(n_cars, n_spheres, n_poles) < 0:
+        raise ValueError("numbers of props must be >= 0")
+    sb = _SceneBuilder(seed)
+    asphalt = sb.uniform(0.2, 0.35)
+    sb.planes.append(((0.0, 0.0, 0.0), (0.0, 1.0, 0.0),
+                      sb.material(TextureKind.NOISE, sb.uniform(1.0, 2.0), (asphalt,) * 3,
+                                  (asphalt + 0.2, asphalt + 0.18, asphalt + 0.15))))
+    if back_wall:
+        sb.planes.append(((0.0, 0.0, length), (0.0, 0.0, -1.0),
+                          sb.material(TextureKind.WINDOWS, sb.uniform(3.0, 4.0), sb.color(0.4, 0.8),
+                                      sb.color(0.05, 0.3))))
+    z0, sidewalk = -10.0, 2.5
+    for side in (-1.0, 1.0):
+        x_curb = side * (street_half_width + sidewalk / 2)
+        sb.boxes.append(((x_curb, 0.08, (z0 + length) / 2), (sidewalk / 2, 0.08, (length - z0) / 2), 0.0,
+                         sb.material(TextureKind.CHECKER, sb.uniform(0.5, 1.0), sb.color(0.5, 0.7),
+                                     sb.color(0.3, 0.5))))
+        z = z0
+        while z < length:
+            width, gap = sb.uniform(5.0, 12.0), sb.uniform(0.0, 1.5)
+            height, deep = sb.uniform(6.0, 24.0), sb.uniform(8.0, 14.0)
+            facade = street_half_width + sidewalk + sb.uniform(0.0, 1.0)
+            kind = sb.choice(_FACADE_KINDS)
+            a = sb.color(0.35, 0.9)
+            b = tuple(0.4 * ch for ch in sb.color(0.1, 0.9))
+            sb.boxes.append(((side * (facade + deep / 2), height / 2, z + width / 2), (deep / 2, height / 2, width / 2),
+                             0.0, sb.material(kind, sb.uniform(*_FACADE_SCALE[kind]), a, b)))
+            z += width + gap
+    for _ in range(n_cars):
+        x = sb.choice((-1.0, 1.0)) * sb.uniform(3.0, street_half_width - 1.2)
+        sb.boxes.append(((x, 0.75, sb.uniform(4.0, length - 5.0)), (0.9, 0.75, 2.1), sb.uniform(-0.15, 0.15),
+                         sb.material(sb.choice((TextureKind.NOISE, TextureKind.STRIPES)), sb.uniform(0.5, 1.5),
+                                     sb.color(0.2, 1.0), sb.color(0.0, 0.5))))
+    for _ in range(n_poles):
+        x = sb.choice((-1.0, 1.0)) * (street_half_width + 0.4)
+        sb.boxes.append(((x, 2.5, sb.uniform(2.0, length - 2.0)), (0.1, 2.5, 0.1), 0.0,
+                         sb.material(TextureKind.STRIPES, 0.5, sb.color(0.6, 0.9), sb.color(0.0, 0.3))))
+    for _ in range(n_spheres):
+        radius = sb.uniform(0.3, 1.0)
+        x = sb.choice((-1.0, 1.0)) * sb.uniform(2.0 + radius, street_half_width + 0.5)
+        sb.spheres.append(((x, radius, sb.uniform(3.0, length - 5.0)), radius,
+                           sb.material(sb.choice((TextureKind.CHECKER, TextureKind.NOISE)), sb.uniform(0.3, 0.8),
+                                       sb.color(0.3, 1.0), sb.color(0.0, 0.6))))
+    return sb.build(dtype)
+
+
+def forward_camera_path(seed: int, n_frames: int, speed: float = 0.5, yaw_rate: float = 0.005,
+                        height: float = 1.5, pitch: float = 0.02, start_z: float = -5.0,
+                        dtype: torch.dtype = torch.float32) -> Tensor:
+    """Poses of a camera driving forward along +z with smooth, seeded wobble in heading, pitch and height.
+
+    The heading is ``A sin(2 pi k / period + phase)`` with ``A = yaw_rate period / (2 pi)`` (period
+    40-120 frames and phase seeded), so it turns by at most ``yaw_rate`` per frame and the path weaves
+    about x = 0 by at most ``speed A period / (2 pi)`` (0.2-0.9 m with the defaults). Cameras are OpenCV
+    (x right, y down, z forward), world +y up.
+
+    Args:
+        seed: generator seed; the same seed gives the same path.
+        n_frames: T >= 1.
+        speed: distance travelled per frame [m].
+        yaw_rate: peak heading change per frame [rad].
+        height: mean camera height above the ground [m].
+        pitch: mean downward tilt [rad].
+        start_z: z of the first camera centre [m].
+        dtype: float dtype.
+
+    Returns:
+        (T, 4, 4) ``cam_from_world``.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if height <= 0:
+        raise ValueError(f"height must be > 0, got {height}")
+    gen = torch.Generator().manual_seed(seed)
+    period, phase, bob_phase = (torch.rand(3, generator=gen, dtype=torch.float64) * torch.tensor(
+        [80.0, 2 * math.pi, 2 * math.pi], dtype=torch.float64) + torch.tensor([40.0, 0.0, 0.0], dtype=torch.float64))
+    k = torch.arange(n_frames, dtype=torch.float64)
+    omega = 2 * math.pi / period
+    amplitude = yaw_rate / omega  # heading yaw = A sin(omega k + phase) turns at most yaw_rate per frame
+    yaw = amplitude * torch.sin(omega * k + phase)
+    # x ~ -(speed A / omega) cos(omega k + phase): start on that curve so the path weaves about x = 0
+    step_x, step_z = speed * torch.sin(yaw), speed * torch.cos(yaw)
+    x = torch.cumsum(step_x, 0) - step_x[0] - speed * amplitude / omega * torch.cos(phase)
+    z = start_z + torch.cumsum(step_z, 0) - step_z[0]
+    y = height + 0.03 * torch.sin(2 * math.pi * k / 17.0 + bob_phase)
+    tilt = pitch + 0.01 * torch.sin(2 * math.pi * k / 23.0 + bob_phase)
+    eye = torch.stack([x, y, z], -1)
+    forward = torch.stack([torch.cos(tilt) * torch.sin(yaw), -torch.sin(tilt), torch.cos(tilt) * torch.cos(yaw)], -1)
+    return PinholeCamera.look_at(eye, eye + forward).to(dtype)
