@@ -30,7 +30,7 @@ def configure_torch(cfg: DictConfig):
     from runner.errors import ConfigError
 
     random.seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
+    np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (users' code may draw from the global generator)
     torch.manual_seed(cfg.seed)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -73,7 +73,6 @@ def run_job(cfg: DictConfig) -> float:
     started = time.perf_counter()
     loop = None
     try:
-        import torch
         from hydra.utils import instantiate
 
         from runner.checkpoint import load_checkpoint
@@ -103,15 +102,21 @@ def run_job(cfg: DictConfig) -> float:
         task.save(run_dir / "artifacts")
         logger.hparams(hparams_from_overrides(overrides), result.metrics)
         value = result.metrics[task.metric]
-        record.update(status="completed", metrics=result.metrics, steps=result.steps,
-                      wall_time_s=round(loop.wall_time(), 3))
+        record.update(
+            status="completed", metrics=result.metrics, steps=result.steps, wall_time_s=round(loop.wall_time(), 3)
+        )
         summary = task.summary(result.metrics)
-        log.info("done: %s in %d steps, %.1f s%s -> %s", summary, result.steps, loop.wall_time(),
-                 " (early stop)" if result.early_stopped else "", run_dir)
+        log.info(
+            "done: %s in %d steps, %.1f s%s -> %s",
+            summary,
+            result.steps,
+            loop.wall_time(),
+            " (early stop)" if result.early_stopped else "",
+            run_dir,
+        )
         return value
     except Interrupted as e:
-        record.update(status="interrupted", steps=loop.step, wall_time_s=round(loop.wall_time(), 3),
-                      error=str(e))
+        record.update(status="interrupted", steps=loop.step, wall_time_s=round(loop.wall_time(), 3), error=str(e))
         log.warning("interrupted at step %d; checkpoint saved. Continue with: dwx run resume=%s", loop.step, run_dir)
         if multirun:
             return math.nan
@@ -119,8 +124,12 @@ def run_job(cfg: DictConfig) -> float:
     except Exception as e:
         user_error = find_user_error(e)
         message = str(user_error or e).strip().splitlines()[0] if str(user_error or e).strip() else type(e).__name__
-        record.update(status="failed", error=message, steps=loop.step if loop else 0,
-                      wall_time_s=round(time.perf_counter() - started, 3))
+        record.update(
+            status="failed",
+            error=message,
+            steps=loop.step if loop else 0,
+            wall_time_s=round(time.perf_counter() - started, 3),
+        )
         if multirun:
             log.error("job failed: %s (metrics.json has status 'failed'; the sweep goes on)", message)
             return math.nan

@@ -18,7 +18,7 @@ from runner.errors import InputError
 
 def rng_state() -> dict:
     """The states of Python's, NumPy's and torch's (CPU and CUDA) generators, in safe types."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
     py_version, py_internal, py_gauss = random.getstate()
     state = {
         "python": [py_version, list(py_internal), py_gauss],
@@ -34,7 +34,7 @@ def set_rng_state(state: dict) -> None:
     py_version, py_internal, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_internal), py_gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -18,26 +18,59 @@ CONFIG_NAME = "config"
 
 # Hydra's own flags: (flag names, takes a value)
 _HYDRA_FLAGS = {
-    "-m": False, "--multirun": False, "-cd": True, "--config-dir": True, "-cn": True, "--config-name": True,
-    "-cp": True, "--config-path": True, "-c": True, "--cfg": True, "-p": True, "--package": True,
-    "--resolve": False, "-i": True, "--info": True, "-h": False, "--help": False, "--hydra-help": False,
-    "-r": False, "--run": False, "--version": False, "-sc": True, "--shell-completion": True,
+    "-m": False,
+    "--multirun": False,
+    "-cd": True,
+    "--config-dir": True,
+    "-cn": True,
+    "--config-name": True,
+    "-cp": True,
+    "--config-path": True,
+    "-c": True,
+    "--cfg": True,
+    "-p": True,
+    "--package": True,
+    "--resolve": False,
+    "-i": True,
+    "--info": True,
+    "-h": False,
+    "--help": False,
+    "--hydra-help": False,
+    "-r": False,
+    "--run": False,
+    "--version": False,
+    "-sc": True,
+    "--shell-completion": True,
     "--experimental-rerun": True,
 }
-_NO_VALIDATION = {"-h", "--help", "--hydra-help", "-i", "--info", "-c", "--cfg", "--version", "-sc",
-                  "--shell-completion", "--experimental-rerun"}
+_NO_VALIDATION = {
+    "-h",
+    "--help",
+    "--hydra-help",
+    "-i",
+    "--info",
+    "-c",
+    "--cfg",
+    "--version",
+    "-sc",
+    "--shell-completion",
+    "--experimental-rerun",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
-        prog="dwx", description="Run, sweep and report inverse-graphics experiments (PyTorch + Hydra).",
-        epilog="Start with: dwx list, then dwx run task=<name>. Each command has --help.")
+        prog="dwx",
+        description="Run, sweep and report inverse-graphics experiments (PyTorch + Hydra).",
+        epilog="Start with: dwx list, then dwx run task=<name>. Each command has --help.",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks (same as HYDRA_FULL_ERROR=1)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="{run,list,report}")
-    sub.add_parser("run", help="run one experiment, or a sweep with -m (Hydra overrides; see dwx run --help)",
-                   add_help=False)
+    sub.add_parser(
+        "run", help="run one experiment, or a sweep with -m (Hydra overrides; see dwx run --help)", add_help=False
+    )
     p_list = sub.add_parser("list", help="list tasks, backends, optimisers and experiments")
     p_list.add_argument("group", nargs="?", help="only this config group (task, renderer, physics, ...)")
     p_report = sub.add_parser("report", help="table of final metrics of a run, a sweep or all of outputs/")
@@ -47,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     # `dwx run` passes everything after it to Hydra untouched, so split argv by hand.
     if "run" in argv:
         i = argv.index("run")
-        head, rest = argv[:i], argv[i + 1:]
+        head, rest = argv[:i], argv[i + 1 :]
         if all(a in ("--debug",) for a in head):
             if "--debug" in head:
                 os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -121,8 +154,10 @@ def _with_resume(args: list[str]) -> list[str]:
         return args
     flags, flag_tokens, overrides = _split(args)
     if "-m" in flags or "--multirun" in flags:
-        raise InputError("resume= continues one run; to continue a sweep, run the same command again "
-                         "(completed jobs are skipped by the sweep's own resume)")
+        raise InputError(
+            "resume= continues one run; to continue a sweep, run the same command again "
+            "(completed jobs are skipped by the sweep's own resume)"
+        )
     run_dir = Path(resume[-1].partition("=")[2]).expanduser().resolve()
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
@@ -203,14 +238,18 @@ def _explain(e: Exception, overrides: list[str], config_name: str) -> Exception:
         group = m.group(1)
         options = re.findall(r"^\t(\S+)$", text, flags=re.M)
         return ConfigError(f"no {group} given: add {group}=<name>, one of: {', '.join(options)}")
-    m = re.search(r"Could not override '([^']+)'", text) or re.search(r"Could not append to config\. An item "
-                                                                      r"is already at '([^']+)'", text)
+    m = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"Could not append to config\. An item "
+        r"is already at '([^']+)'",
+        text,
+    )
     if m:
         key = m.group(1)
         if "already at" in text:
             return ConfigError(f"'{key}' already exists: drop the '+' (or use ++{key}=... to force)")
-        return ConfigError(f"unknown key '{key}'{_did_you_mean(key, overrides, config_name)}; "
-                           f"to add a new key use +{key}=<value>")
+        return ConfigError(
+            f"unknown key '{key}'{_did_you_mean(key, overrides, config_name)}; to add a new key use +{key}=<value>"
+        )
     m = re.search(r"Could not delete from config\. '([^']+)' does not exist", text)
     if m:
         return ConfigError(f"cannot delete '{m.group(1)}': no such key")

@@ -47,10 +47,18 @@ class LoopSettings:
     def from_config(cfg) -> LoopSettings:
         early = cfg.get("early_stopping") or {}
         return LoopSettings(
-            steps=cfg.steps, epochs=cfg.get("epochs"), eval_every=cfg.eval_every, log_every=cfg.log_every,
-            image_every=cfg.image_every, checkpoint_every=cfg.checkpoint_every,
-            clip_grad_norm=cfg.get("clip_grad_norm"), patience=early.get("patience"),
-            min_delta=float(early.get("min_delta", 0.0)), nonfinite=cfg.nonfinite, progress=cfg.progress)
+            steps=cfg.steps,
+            epochs=cfg.get("epochs"),
+            eval_every=cfg.eval_every,
+            log_every=cfg.log_every,
+            image_every=cfg.image_every,
+            checkpoint_every=cfg.checkpoint_every,
+            clip_grad_norm=cfg.get("clip_grad_norm"),
+            patience=early.get("patience"),
+            min_delta=float(early.get("min_delta", 0.0)),
+            nonfinite=cfg.nonfinite,
+            progress=cfg.progress,
+        )
 
 
 @dataclass
@@ -125,8 +133,15 @@ class Loop:
         checkpoint_path: where ``last.pt`` goes, or None to write no checkpoints.
     """
 
-    def __init__(self, task: Task, optimizer: torch.optim.Optimizer, scheduler, logger: Logger,
-                 settings: LoopSettings, checkpoint_path: Path | None = None):
+    def __init__(
+        self,
+        task: Task,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        logger: Logger,
+        settings: LoopSettings,
+        checkpoint_path: Path | None = None,
+    ):
         self.task, self.optimizer, self.scheduler, self.logger = task, optimizer, scheduler, logger
         self.settings = settings
         self.checkpoint_path = checkpoint_path
@@ -147,8 +162,10 @@ class Loop:
             return s.steps
         per_epoch = self.task.steps_per_epoch()
         if per_epoch is None:
-            raise ConfigError(f"loop.epochs: task '{type(self.task).__name__}' has no dataset to count epochs "
-                              "over; use loop.steps instead")
+            raise ConfigError(
+                f"loop.epochs: task '{type(self.task).__name__}' has no dataset to count epochs "
+                "over; use loop.steps instead"
+            )
         return s.epochs * per_epoch
 
     # ------------------------------------------------------------------ state
@@ -206,8 +223,11 @@ class Loop:
         return torch.nn.utils.get_total_norm(grads)
 
     def _nonfinite_grad_groups(self) -> list[str]:
-        return [g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)
-                if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in g["params"])]
+        return [
+            g.get("name", str(i))
+            for i, g in enumerate(self.optimizer.param_groups)
+            if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in g["params"])
+        ]
 
     def _take_step(self) -> bool:
         """One optimiser step; False when it was skipped (non-finite with ``nonfinite=skip``)."""
@@ -220,9 +240,11 @@ class Loop:
                 norm = self._grad_norm()
                 if not torch.isfinite(norm):
                     groups = self._nonfinite_grad_groups()
-                    raise NonFiniteError(f"non-finite gradient at step {self.step} in parameter group(s) "
-                                         f"{groups}; loss terms: " + ", ".join(
-                                             f"loss/{k}={v.item():.4g}" for k, v in self._terms.items()))
+                    raise NonFiniteError(
+                        f"non-finite gradient at step {self.step} in parameter group(s) "
+                        f"{groups}; loss terms: "
+                        + ", ".join(f"loss/{k}={v.item():.4g}" for k, v in self._terms.items())
+                    )
                 self.optimizer.step()
         except NonFiniteError as e:
             if self.settings.nonfinite == "skip":
@@ -232,8 +254,10 @@ class Loop:
                 return False
             if not self.is_lbfgs:  # parameters are still those before the bad step: keep them
                 self.save()
-            raise NonFiniteError(f"{e}. The last good state is in checkpoints/last.pt; lower the learning rate, "
-                                 "set loop.clip_grad_norm, or loop.nonfinite=skip") from None
+            raise NonFiniteError(
+                f"{e}. The last good state is in checkpoints/last.pt; lower the learning rate, "
+                "set loop.clip_grad_norm, or loop.nonfinite=skip"
+            ) from None
         if self.scheduler is not None:
             self.scheduler.step()
         return True
@@ -270,8 +294,13 @@ class Loop:
                     metrics = self._evaluate(done)
                     logged = True
                     if self.early.update(metrics[task.metric]):
-                        log.info("early stopping at step %d: %s has not improved for %d evaluations (best %.4g)",
-                                 done, task.metric, self.early.bad_evals, self.early.best)
+                        log.info(
+                            "early stopping at step %d: %s has not improved for %d evaluations (best %.4g)",
+                            done,
+                            task.metric,
+                            self.early.bad_evals,
+                            self.early.best,
+                        )
                         early_stopped = True
                 if logged and not quiet:
                     _report(bar, done, self.total_steps, self._total.item(), task.metric, metrics)
@@ -302,8 +331,10 @@ class Loop:
         with torch.no_grad():
             metrics = {k: float(v) for k, v in self.task.evaluate().items()}
         if self.task.metric not in metrics:
-            raise KeyError(f"{type(self.task).__name__}.evaluate() did not return its main metric "
-                           f"'{self.task.metric}' (got {sorted(metrics)})")
+            raise KeyError(
+                f"{type(self.task).__name__}.evaluate() did not return its main metric "
+                f"'{self.task.metric}' (got {sorted(metrics)})"
+            )
         self.logger.scalars({f"metric/{k}": v for k, v in metrics.items()}, step)
         return metrics
 

@@ -25,20 +25,27 @@ def versions() -> dict[str, str]:
 
     from runner import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "hydra": hydra.__version__,
-            "dwx": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "hydra": hydra.__version__,
+        "dwx": __version__,
+    }
 
 
 def git_commit() -> str | None:
     """The commit of the dwx source tree (with ``+dirty`` when it has local changes), or None."""
     src = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5)
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -68,9 +75,19 @@ class RunRecord:
 
     def __init__(self, run_dir: Path, task: str, overrides: list[str]):
         self.path = Path(run_dir) / "metrics.json"
-        self.data = {"task": task, "status": "running", "main_metric": None, "mode": None, "metrics": {},
-                     "steps": 0, "wall_time_s": 0.0, "error": None, "versions": versions(),
-                     "git_commit": git_commit(), "overrides": list(overrides)}
+        self.data = {
+            "task": task,
+            "status": "running",
+            "main_metric": None,
+            "mode": None,
+            "metrics": {},
+            "steps": 0,
+            "wall_time_s": 0.0,
+            "error": None,
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "overrides": list(overrides),
+        }
 
     def update(self, **fields) -> None:
         unknown = set(fields) - set(self.data)

@@ -16,8 +16,9 @@ def _positive_int(cfg: DictConfig, key: str, allow_none: bool = False, allow_zer
     ok = isinstance(value, int) and not isinstance(value, bool) and (value > 0 or (allow_zero and value == 0))
     if not ok:
         need = "a non-negative integer" if allow_zero else "a positive integer"
-        raise ConfigError(f"{key} must be {need}{' or null' if allow_none else ''}, got {value!r}: "
-                          f"set {key}=<{need.split()[-2]} int>")
+        raise ConfigError(
+            f"{key} must be {need}{' or null' if allow_none else ''}, got {value!r}: set {key}=<{need.split()[-2]} int>"
+        )
 
 
 def _select(cfg: DictConfig, key: str):

@@ -23,15 +23,15 @@ def dwx_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_dwx(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
-            toy: bool = False) -> subprocess.CompletedProcess:
+def run_dwx(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None, toy: bool = False
+) -> subprocess.CompletedProcess:
     """Run ``dwx ARGS`` (``python -m runner.cli``) and return the completed process (text output)."""
     cmd = [sys.executable, "-m", "runner.cli", *args]
     if toy:  # the test-local task lives in tests/fixtures/configs
         i = cmd.index("run") + 1
         cmd[i:i] = ["--config-dir", str(FIXTURES / "configs")]
-    return subprocess.run(cmd, cwd=cwd or ROOT, env=env or dwx_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd or ROOT, env=env or dwx_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -31,8 +31,15 @@ def test_run_help_shows_config_groups():
 
 def test_run_writes_complete_run_folder(tmp_path):
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=pose_fit", "optim.lr=0.05", "loop.steps=200", "loop.image_every=100",
-                  f"hydra.run.dir={run_dir}", toy=True)
+    out = run_dwx(
+        "run",
+        "task=pose_fit",
+        "optim.lr=0.05",
+        "loop.steps=200",
+        "loop.image_every=100",
+        f"hydra.run.dir={run_dir}",
+        toy=True,
+    )
     assert out.returncode == 0, out.stderr
     m = read_metrics(run_dir)
     assert m["status"] == "completed" and m["steps"] == 200 and m["error"] is None
@@ -48,8 +55,16 @@ def test_run_writes_complete_run_folder(tmp_path):
 
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0}).Reload()
     tags = events.Tags()
-    for tag in ("loss/fit", "loss/reg", "loss/total", "metric/rot_err_deg", "metric/t_err", "lr/rotation",
-                "lr/translation", "time/step_s"):
+    for tag in (
+        "loss/fit",
+        "loss/reg",
+        "loss/total",
+        "metric/rot_err_deg",
+        "metric/t_err",
+        "lr/rotation",
+        "lr/translation",
+        "time/step_s",
+    ):
         assert tag in tags["scalars"], tag
     assert [e.step for e in events.Scalars("metric/rot_err_deg")] == [100, 200]
     assert events.Scalars("lr/rotation")[0].value == pytest.approx(0.05)
@@ -72,18 +87,21 @@ def test_hparams_logged(tmp_path):
     assert starts and starts[0].hparams["optim.lr"].number_value == pytest.approx(0.05)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["task=nope"], "unknown task 'nope'"),
-    ([], "no task given: add task=<name>"),
-    (["task=pose_fit", "loop.stepz=3"], "unknown key 'loop.stepz' (did you mean loop.steps?)"),
-    (["task=pose_fit", "optim.lr=-1"], "optim.lr must be a positive number"),
-    (["task=pose_fit", "loop.steps=0"], "loop.steps must be a positive integer"),
-    (["task=pose_fit", "loop.steps=abc"], "loop.steps must be a positive integer, got 'abc'"),
-    (["task=pose_fit", "optim=adan"], "(did you mean optim=adam?)"),
-    (["task=pose_fit", "device=gpu"], "device must be auto, cpu, cuda"),
-    (["task=pose_fit", "task.num_points=1"], "task.num_points must be >= 3"),
-    (["task=pose_fit", "resume=/nonexistent/run"], "not a dwx run folder"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["task=nope"], "unknown task 'nope'"),
+        ([], "no task given: add task=<name>"),
+        (["task=pose_fit", "loop.stepz=3"], "unknown key 'loop.stepz' (did you mean loop.steps?)"),
+        (["task=pose_fit", "optim.lr=-1"], "optim.lr must be a positive number"),
+        (["task=pose_fit", "loop.steps=0"], "loop.steps must be a positive integer"),
+        (["task=pose_fit", "loop.steps=abc"], "loop.steps must be a positive integer, got 'abc'"),
+        (["task=pose_fit", "optim=adan"], "(did you mean optim=adam?)"),
+        (["task=pose_fit", "device=gpu"], "device must be auto, cpu, cuda"),
+        (["task=pose_fit", "task.num_points=1"], "task.num_points must be >= 3"),
+        (["task=pose_fit", "resume=/nonexistent/run"], "not a dwx run folder"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, expected):
     out = run_dwx("run", *args, f"hydra.run.dir={tmp_path / 'run'}", toy=True)
     assert out.returncode == 2, (out.stdout, out.stderr)
@@ -118,16 +136,31 @@ def test_nonfinite_loss_stops_with_named_term_and_keeps_checkpoint(tmp_path):
 
 def test_nonfinite_skip_mode_completes(tmp_path):
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=pose_fit", "task.nan_at_step=15", "loop.nonfinite=skip", "loop.steps=20",
-                  f"hydra.run.dir={run_dir}", toy=True)
+    out = run_dwx(
+        "run",
+        "task=pose_fit",
+        "task.nan_at_step=15",
+        "loop.nonfinite=skip",
+        "loop.steps=20",
+        f"hydra.run.dir={run_dir}",
+        toy=True,
+    )
     assert out.returncode == 0, out.stderr
     assert read_metrics(run_dir)["status"] == "completed"
     assert "step skipped" in (run_dir / "run.log").read_text()
 
 
 def _sigint_after_first_checkpoint(args: list[str], run_dir) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "runner.cli", "run", "--config-dir", str(FIXTURES / "configs"), *args,
-           f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner.cli",
+        "run",
+        "--config-dir",
+        str(FIXTURES / "configs"),
+        *args,
+        f"hydra.run.dir={run_dir}",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dwx_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (run_dir / "checkpoints" / "last.pt").exists() and time.time() < deadline:
@@ -138,8 +171,16 @@ def _sigint_after_first_checkpoint(args: list[str], run_dir) -> subprocess.Compl
 
 
 def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
-    common = ["task=pose_fit", "task.batch=32", "task.step_delay_s=0.01", "optim.lr=0.03", "loop.steps=120",
-              "loop.checkpoint_every=10", "loop.eval_every=40", "scheduler=cosine"]
+    common = [
+        "task=pose_fit",
+        "task.batch=32",
+        "task.step_delay_s=0.01",
+        "optim.lr=0.03",
+        "loop.steps=120",
+        "loop.checkpoint_every=10",
+        "loop.eval_every=40",
+        "scheduler=cosine",
+    ]
     full = tmp_path / "full"
     assert run_dwx("run", *common, f"hydra.run.dir={full}", toy=True).returncode == 0
 
@@ -159,8 +200,16 @@ def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
 
 def test_multirun_grid_and_isolated_failure(tmp_path):
     sweep = tmp_path / "sweep"
-    out = run_dwx("run", "-m", "task=pose_fit", "loop.steps=10", "task.fail_on_setup=false,true",
-                  "optim.lr=0.01,0.05", f"hydra.sweep.dir={sweep}", toy=True)
+    out = run_dwx(
+        "run",
+        "-m",
+        "task=pose_fit",
+        "loop.steps=10",
+        "task.fail_on_setup=false,true",
+        "optim.lr=0.01,0.05",
+        f"hydra.sweep.dir={sweep}",
+        toy=True,
+    )
     assert out.returncode == 0, out.stderr
     records = [read_metrics(sweep / str(i)) for i in range(4)]
     statuses = sorted(r["status"] for r in records)

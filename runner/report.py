@@ -1,0 +1,104 @@
+"""``dwx report DIR``: one table of every run under DIR (a run, a sweep, or all of outputs/).
+
+Columns: the overrides that differ between the runs, status, steps, wall time and the final metrics,
+best first by the main metric (in its direction); failed and unfinished runs last. Reads only
+metrics.json files, so it works on folders copied back from a cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+
+def collect_runs(root: Path) -> list[dict]:
+    """Every metrics.json below ``root`` (or ``root`` itself), with its folder relative to ``root``."""
+    files = [root / "metrics.json"] if (root / "metrics.json").is_file() else sorted(root.rglob("metrics.json"))
+    runs = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        data["run"] = str(f.parent.relative_to(root)) if f.parent != root else "."
+        runs.append(data)
+    return runs
+
+
+def _override_dict(run: dict) -> dict[str, str]:
+    return {k.lstrip("+~"): v for k, _, v in (o.partition("=") for o in run.get("overrides", []))}
+
+
+def _sort_key(run: dict):
+    main = run.get("main_metric")
+    value = run.get("metrics", {}).get(main) if main else None
+    if run.get("status") != "completed" or value is None or not math.isfinite(value):
+        return (1, 0.0)
+    return (0, value if run.get("mode", "min") == "min" else -value)
+
+
+def build_table(runs: list[dict]) -> tuple[list[str], list[list]]:
+    """(header, rows) with the varying overrides, status and metrics, best run first."""
+    runs = sorted(runs, key=_sort_key)
+    overrides = [_override_dict(r) for r in runs]
+    keys = sorted({k for o in overrides for k in o})
+    varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1 and not k.startswith("hydra.")]
+    metric_names = []
+    for r in runs:
+        for name in [r.get("main_metric"), *r.get("metrics", {})]:
+            if name and name not in metric_names:
+                metric_names.append(name)
+    header = ["run", "task", *varying, "status", "steps", "wall_time_s", *metric_names]
+    rows = []
+    for r, o in zip(runs, overrides):
+        m = r.get("metrics", {})
+        rows.append(
+            [
+                r["run"],
+                r.get("task"),
+                *[o.get(k, "") for k in varying],
+                r.get("status"),
+                r.get("steps"),
+                r.get("wall_time_s"),
+                *[m.get(name, "") for name in metric_names],
+            ]
+        )
+    return header, rows
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return "" if x is None else str(x)
+
+
+def render(header: list[str], rows: list[list], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(header, row)) for row in rows], indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return buf.getvalue()
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report_main(root: Path, fmt: str) -> int:
+    if not root.exists():
+        print(f"dwx: error: {root} does not exist; pass a run folder, a sweep folder or outputs/")
+        return 2
+    runs = collect_runs(root)
+    if not runs:
+        print(f"dwx: error: no metrics.json under {root}; is it a dwx run or sweep folder?")
+        return 2
+    header, rows = build_table(runs)
+    print(render(header, rows, fmt))
+    if len(runs) > 1:
+        (root / "report.md").write_text(render(header, rows, "markdown") + "\n")
+    return 0

@@ -1,0 +1,101 @@
+"""The loop in-process: optimisers, per-group learning rates, schedulers, epochs, early stopping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from runner.errors import ConfigError, NonFiniteError
+from runner.logging import NullLogger
+from runner.loop import Loop, LoopSettings
+from runner.optim import build_optimizer, build_scheduler
+from tests.fixtures.pose_task import PointCloudPose
+
+OPTIM = {
+    "adam": {"_target_": "torch.optim.Adam", "lr": 0.05, "groups": {}},
+    "sgd": {"_target_": "torch.optim.SGD", "lr": 0.05, "momentum": 0.9, "groups": {}},
+    "lbfgs": {
+        "_target_": "torch.optim.LBFGS",
+        "lr": 1.0,
+        "max_iter": 20,
+        "line_search_fn": "strong_wolfe",
+        "groups": {},
+    },
+}
+
+
+def make_loop(optim="adam", steps=200, scheduler=None, **settings):
+    task = PointCloudPose(num_points=64, noise=0.0, seed=1)
+    task.setup(torch.device("cpu"))
+    opt = build_optimizer(OmegaConf.create(OPTIM[optim] if isinstance(optim, str) else optim), task.param_groups())
+    sched = build_scheduler(OmegaConf.create(scheduler) if scheduler else None, opt)
+    cfg = LoopSettings(
+        steps=steps,
+        eval_every=settings.pop("eval_every", 50),
+        log_every=10,
+        image_every=0,
+        checkpoint_every=10**6,
+        progress="off",
+        **settings,
+    )
+    return Loop(task, opt, sched, NullLogger(), cfg)
+
+
+@pytest.mark.parametrize("optim, steps", [("adam", 300), ("sgd", 300), ("lbfgs", 5)])
+def test_each_optimiser_recovers_the_pose(optim, steps):
+    result = make_loop(optim, steps).run()
+    assert result.metrics["rot_err_deg"] < 0.1 and result.steps == steps
+
+
+def test_per_group_learning_rates():
+    cfg = {**OPTIM["adam"], "groups": {"translation": {"lr": 0.5}}}
+    loop = make_loop(cfg, steps=1)
+    lrs = {g["name"]: g["lr"] for g in loop.optimizer.param_groups}
+    assert lrs == {"rotation": 0.05, "translation": 0.5}
+
+
+def test_unknown_group_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown group.*'pose'.*rotation"):
+        make_loop({**OPTIM["adam"], "groups": {"pose": {"lr": 1.0}}})
+
+
+def test_scheduler_steps_once_per_step():
+    loop = make_loop(steps=100, scheduler={"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": 100})
+    loop.run()
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_epochs_use_the_tasks_dataset_size():
+    loop = make_loop(steps=1, epochs=3)
+    assert loop.total_steps == 3 * loop.task.steps_per_epoch()
+    assert loop.run().steps == 12
+
+
+def test_early_stopping_on_the_main_metric():
+    # lr 0 never improves: patience 2 stops after the third evaluation
+    loop = make_loop({**OPTIM["sgd"], "lr": 1e-12}, steps=1000, eval_every=10, patience=2)
+    result = loop.run()
+    assert result.early_stopped and result.steps == 30
+
+
+def test_gradient_clipping_bounds_the_update():
+    loop = make_loop({**OPTIM["sgd"], "lr": 1.0, "momentum": 0.0}, steps=1, clip_grad_norm=1e-3)
+    before = [p.detach().clone() for p in loop.params]
+    loop.run()
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(loop.params, before)]).norm()
+    assert moved.item() == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_nonfinite_gradient_names_the_group():
+    loop = make_loop(steps=3)
+    loop.task.loss = lambda step: {"fit": (loop.task.rot.sqrt()).sum()}  # sqrt(0) has an infinite gradient
+    with pytest.raises(NonFiniteError, match=r"non-finite gradient at step 0 in parameter group\(s\) \['rotation'\]"):
+        loop.run()
+
+
+def test_missing_main_metric_is_reported():
+    loop = make_loop(steps=1)
+    loop.task.evaluate = lambda: {"other": 1.0}
+    with pytest.raises(KeyError, match="did not return its main metric 'rot_err_deg'"):
+        loop.run()
