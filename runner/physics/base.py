@@ -80,3 +80,11 @@ class PhysicsEngine(Protocol):
     def rollout(self, params: PhysParams, state0: State, steps: int, dt: float) -> Trajectory:
         """``steps`` frames of length ``dt`` [s] each (a backend may take substeps inside a frame)."""
         ...
+
+
+def check_rollout_args(steps: int, dt: float) -> None:
+    """Raise a ValueError unless ``steps`` ≥ 1 and the frame length ``dt`` [s] is > 0 (shared by backends)."""
+    if not dt > 0:
+        raise ValueError(f"dt [s] must be > 0, got {dt}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
