@@ -201,7 +201,8 @@ def _gradcheck_camera(pose_vec: torch.Tensor, focal: torch.Tensor) -> PinholeCam
     zero, c = focal.new_zeros(()), focal.new_tensor(2.5)
     K = torch.stack([torch.stack([focal, zero, c]), torch.stack([zero, focal, c]),
                      focal.new_tensor([0.0, 0.0, 1.0])])[None]
-    base = PinholeCamera.look_at(torch.tensor([[0.0, 1.0, -0.5]], dtype=F64), torch.tensor([[0.0, 0.5, 3.0]], dtype=F64))
+    eye, at = torch.tensor([[0.0, 1.0, -0.5]], dtype=F64), torch.tensor([[0.0, 0.5, 3.0]], dtype=F64)
+    base = PinholeCamera.look_at(eye, at)
     return PinholeCamera(K, pose_vec_to_matrix(pose_vec[None, :3], pose_vec[None, 3:]) @ base, (6, 6))
 
 
@@ -313,7 +314,7 @@ def test_bad_scene_and_renderer_inputs():
     with pytest.raises(ValueError, match="disagree"):
         Spheres(torch.zeros(1, 2, 3), torch.ones(1, 2), Material.constant(torch.ones(1, 1, 3)))
     with pytest.raises(ValueError, match="kind values"):
-        Material(torch.tensor([9]), torch.ones(1, 3), torch.ones(1, 3), torch.ones(1), torch.zeros(1, dtype=torch.int64))
+        Material(torch.tensor([9]), torch.ones(1, 3), torch.ones(1, 3), torch.ones(1), torch.zeros(1).long())
     with pytest.raises(ValueError, match="at least one"):
         PrimitiveScene.create()
     with pytest.raises(ValueError, match="supersample"):
