@@ -67,12 +67,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks (same as HYDRA_FULL_ERROR=1)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{run,list,report}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,list,report,data,predict}")
     sub.add_parser(
         "run", help="run one experiment, or a sweep with -m (Hydra overrides; see dwx run --help)", add_help=False
     )
     p_list = sub.add_parser("list", help="list tasks, backends, optimisers and experiments")
     p_list.add_argument("group", nargs="?", help="only this config group (task, renderer, physics, ...)")
+    p_data = sub.add_parser("data", help="data commands: dwx data export DIR task=<name> [overrides]")
+    p_data.add_argument("action", choices=("export",))
+    p_data.add_argument("out", help="folder to write the data set to")
+    p_data.add_argument("overrides", nargs="*", help="config overrides, e.g. task=depth_from_video data.seed=1")
+    p_predict = sub.add_parser("predict", help="run a trained depth_from_video model on frames or a video")
+    p_predict.add_argument("run_dir", type=Path, help="the run folder of a finished training run")
+    p_predict.add_argument("input", type=Path, help="a folder of frames or a video file")
+    p_predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     p_report = sub.add_parser("report", help="table of final metrics of a run, a sweep or all of outputs/")
     p_report.add_argument("path", nargs="?", default="outputs", help="run folder, sweep folder or outputs/")
     p_report.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
@@ -97,11 +105,55 @@ def main(argv: list[str] | None = None) -> None:
         from runner.listing import list_configs
 
         sys.exit(list_configs(CONFIG_DIR, args.group))
+    if args.command == "data":
+        sys.exit(_guarded(lambda: _export_data(Path(args.out), args.overrides)))
+    if args.command == "predict":
+        sys.exit(_guarded(lambda: _predict(args.run_dir, args.input, args.out)))
     if args.command == "report":
         from runner.report import report_main
 
         sys.exit(report_main(Path(args.path), args.format))
     parser.print_help()
+
+
+def _guarded(command) -> int:
+    """Run a subcommand; a UserError prints one line and exits 2."""
+    from runner.errors import UserError
+
+    try:
+        return command()
+    except UserError as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"dwx: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _export_data(out: Path, overrides: list[str]) -> int:
+    """``dwx data export DIR task=<name> ...``: write the task's data source to DIR in open formats."""
+    from hydra.utils import instantiate
+
+    from runner.errors import ConfigError
+
+    cfg = _validate(overrides)
+    if cfg.get("data") is None:
+        raise ConfigError(f"task={cfg.task.get('_target_')} has no data source to export (data=null)")
+    from tasks.depth_from_video.data import export_splits
+
+    splits = instantiate(cfg.data).load()
+    export_splits(splits, out)
+    n = sum(len(s) for s in splits.train + splits.test)
+    print(f"wrote {len(splits.train)} training and {len(splits.test)} test sequences ({n} frames) to {out} "
+          f"(and the KITTI raw layout to {out / 'kitti'})")
+    return 0
+
+
+def _predict(run_dir: Path, input_path: Path, out: Path) -> int:
+    from tasks.depth_from_video.predict import predict_video
+
+    n = predict_video(run_dir, input_path, out)
+    print(f"wrote depth for {n} frames to {out}")
+    return 0
 
 
 def run(args: list[str]) -> int:
@@ -197,7 +249,7 @@ def _first_of_sweeps(overrides: list[str]) -> list[str]:
     return out
 
 
-def _validate(args: list[str]) -> None:
+def _validate(args: list[str]):
     """Compose the config as Hydra will and check the runner's keys; raise a one-line UserError."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -216,6 +268,7 @@ def _validate(args: list[str]) -> None:
         except HydraException as e:
             raise _explain(e, overrides, config_name) from e
     validate(cfg)
+    return cfg
 
 
 def _explain(e: Exception, overrides: list[str], config_name: str) -> Exception:

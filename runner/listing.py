@@ -8,6 +8,7 @@ GROUPS = (
     ("task", "tasks"),
     ("renderer", "renderers"),
     ("physics", "physics engines"),
+    ("data", "data sources"),
     ("optim", "optimisers"),
     ("scheduler", "LR schedulers"),
     ("experiment", "experiments"),

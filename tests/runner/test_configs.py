@@ -13,7 +13,7 @@ from runner.optim import build_optimizer, build_scheduler
 from runner.validation import validate
 from tests.conftest import FIXTURES
 
-GROUPS = ["task", "renderer", "physics", "optim", "scheduler", "logger", "debug", "experiment", "hparams_search"]
+GROUPS = ["task", "renderer", "physics", "data", "optim", "scheduler", "logger", "debug", "experiment", "hparams_search"]
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 TOY = [f"hydra.searchpath=[file://{FIXTURES / 'configs'}]", "task=pose_fit"]
 
@@ -40,3 +40,10 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
         instantiate(cfg.task)  # construction only; data is built in setup()
     elif group in ("renderer", "physics", "logger"):
         instantiate(cfg[group])
+    elif group == "data":
+        required = [k for k in ("path", "root") if k in cfg.data and cfg.data[k] is None]
+        if required:  # sources of the user's own files must say which key is missing
+            with pytest.raises(Exception, match=f"data.{required[0]}"):
+                instantiate(cfg.data)
+        else:
+            instantiate(cfg.data)
