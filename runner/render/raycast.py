@@ -265,6 +265,8 @@ def _slabs(o: Tensor, d: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
 def nearest_hits(scene: PrimitiveScene, origins: Tensor, dirs: Tensor, chunk_size: int) -> Tensor:
     """Id of the nearest primitive along every ray, without gradients.
 
+    Each chunk of rays only tests the boxes and spheres that :func:`_bundle_may_hit` cannot rule out.
+
     Args:
         scene: B scenes.
         origins, dirs: (B, N, 3) rays (world frame, unit directions).
@@ -275,18 +277,50 @@ def nearest_hits(scene: PrimitiveScene, origins: Tensor, dirs: Tensor, chunk_siz
     """
     B, N, _ = origins.shape
     ids = torch.full((B, N), -1, dtype=torch.int64, device=origins.device)
-    if scene.num_primitives == 0:
+    if scene.num_primitives == 0 or N == 0:
         return ids
     p, b, s = scene.planes, scene.boxes, scene.spheres
+    n_planes, n_boxes = p.point.shape[1], b.center.shape[1]
     with torch.no_grad():
         for start in range(0, N, chunk_size):
             o, d = origins[:, start:start + chunk_size], dirs[:, start:start + chunk_size]
+            reachable = _bundle_may_hit(o, d, torch.cat([b.center, s.center], 1),
+                                        torch.cat([b.half_size.norm(dim=-1), s.radius], 1))
+            box_ids = torch.nonzero(reachable[:n_boxes])[:, 0]
+            sphere_ids = torch.nonzero(reachable[n_boxes:])[:, 0]
             t = torch.cat([intersect_planes(o, d, p.point, p.normal),
-                           intersect_boxes(o, d, b.center, b.half_size, b.rotation),
-                           intersect_spheres(o, d, s.center, s.radius)], dim=-1)
+                           intersect_boxes(o, d, b.center[:, box_ids], b.half_size[:, box_ids], b.rotation[:, box_ids]),
+                           intersect_spheres(o, d, s.center[:, sphere_ids], s.radius[:, sphere_ids])], dim=-1)
+            if t.shape[-1] == 0:
+                continue
+            candidates = torch.cat([torch.arange(n_planes, device=ids.device), n_planes + box_ids,
+                                    n_planes + n_boxes + sphere_ids])
             t_min, arg = t.min(-1)
-            ids[:, start:start + chunk_size] = torch.where(torch.isfinite(t_min), arg, -1)
+            ids[:, start:start + chunk_size] = torch.where(torch.isfinite(t_min), candidates[arg], -1)
     return ids
+
+
+def _bundle_may_hit(origins: Tensor, dirs: Tensor, center: Tensor, radius: Tensor) -> Tensor:
+    """(P,) False for bounding spheres that no ray of the bundle can reach, in any scene of the batch.
+
+    A conservative cone test: if all origins lie in a ball (o_c, r_o) and all directions within angle
+    theta of an axis a, a ray meeting the sphere (c, r) implies a ray from o_c meeting (c, r + r_o) (shift
+    it by at most r_o), hence angle(c - o_c, a) <= theta + asin((r + r_o) / |c - o_c|).
+
+    Args:
+        origins, dirs: (B, N, 3) the bundle (unit directions).
+        center: (B, P, 3) bounding-sphere centres; radius: (B, P) their radii.
+    """
+    o_c = origins.mean(1, keepdim=True)
+    r_o = (origins - o_c).norm(dim=-1).amax(1, keepdim=True)  # (B, 1)
+    axis = torch.nn.functional.normalize(dirs.sum(1, keepdim=True), dim=-1)
+    theta = torch.acos((dirs * axis).sum(-1).amin(1, keepdim=True).clamp(-1.0, 1.0))  # (B, 1)
+    to_center = center - o_c
+    dist = to_center.norm(dim=-1)
+    reach = radius + r_o
+    angle = torch.acos(((to_center * axis).sum(-1) / dist.clamp(min=1e-12)).clamp(-1.0, 1.0))
+    margin = torch.asin((reach / dist.clamp(min=1e-12)).clamp(max=1.0))
+    return ((dist <= reach) | (angle <= theta + margin + 1e-6)).any(0)
 
 
 # ============================================================================================ one ray x its primitive
@@ -384,12 +418,13 @@ class RaycastRenderer:
         light_dir: world direction *towards* the directional light (normalised here).
         shadows: cast a shadow ray from every hit towards the light (hard shadows, no gradient).
         supersample: S >= 1; S x S samples per pixel, averaged (anti-aliasing, soft edges).
-        chunk_size: rays per batch element in one visibility pass (bounds memory).
+        tile_size: rays are intersected in square tiles of this many (sub-)pixels a side; each tile only
+            tests the primitives its bundle of rays can reach, and memory is ~ 50 B x tile_size^2 x P.
     """
 
     def __init__(self, background: Sequence[float] = (0.0, 0.0, 0.0), ambient: float = 0.35,
                  light_dir: Sequence[float] = (0.4, 1.0, -0.3), shadows: bool = True, supersample: int = 1,
-                 chunk_size: int = 4096):
+                 tile_size: int = 32):
         if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
             raise ValueError(f"background must be 3 values in [0, 1], got {list(background)}")
         if not 0.0 <= ambient <= 1.0:
@@ -398,15 +433,15 @@ class RaycastRenderer:
             raise ValueError(f"light_dir must be a non-zero 3-vector, got {list(light_dir)}")
         if int(supersample) != supersample or supersample < 1:
             raise ValueError(f"supersample must be an integer >= 1, got {supersample}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if tile_size < 1:
+            raise ValueError(f"tile_size must be >= 1, got {tile_size}")
         self.background = tuple(float(c) for c in background)
         self.ambient = float(ambient)
         norm = math.hypot(*light_dir)
         self.light_dir = tuple(float(c) / norm for c in light_dir)
         self.shadows = bool(shadows)
         self.supersample = int(supersample)
-        self.chunk_size = int(chunk_size)
+        self.tile_size = int(tile_size)
 
     def __call__(self, scene: PrimitiveScene, cameras: PinholeCamera) -> Rendered:
         """Render ``scene`` (batch B, or 1 broadcast to all cameras) from ``cameras`` (batch B).
@@ -424,9 +459,11 @@ class RaycastRenderer:
         cams = cameras.resized((H * S, W * S)) if S > 1 else cameras
         origins, dirs = cams.pixel_rays()
         B = cams.batch_size
-        origins, dirs = origins.reshape(B, -1, 3), dirs.reshape(B, -1, 3)
+        order = _tile_order(H * S, W * S, self.tile_size, origins.device)  # rays of one tile are consecutive
+        origins, dirs = origins.reshape(B, -1, 3)[:, order], dirs.reshape(B, -1, 3)[:, order]
+        chunk = self.tile_size**2
 
-        ids = nearest_hits(scene, origins, dirs, self.chunk_size)
+        ids = nearest_hits(scene, origins, dirs, chunk)
         hit = ids >= 0
         t, normal, uv = surface_at_hits(scene, origins, dirs, ids)
         points = origins + t[..., None] * dirs
@@ -442,7 +479,7 @@ class RaycastRenderer:
             blocked = torch.zeros_like(hit)
             for i in range(B):
                 o = shadow_origins[i, facing[i]][None]
-                blocked[i, facing[i]] = nearest_hits(scene.item(i), o, light.expand_as(o), self.chunk_size)[0] >= 0
+                blocked[i, facing[i]] = nearest_hits(scene.item(i), o, light.expand_as(o), chunk)[0] >= 0
             lit = lit * (~blocked).to(lit.dtype)
         shade = albedo * (self.ambient + (1 - self.ambient) * lit)[..., None]
         background = torch.tensor(self.background, dtype=points.dtype, device=points.device)
@@ -451,8 +488,17 @@ class RaycastRenderer:
         R_z, t_z = cams.cam_from_world[:, None, 2, :3], cams.cam_from_world[:, None, 2, 3]
         depth = torch.where(hit, (points * R_z).sum(-1) + t_z, torch.zeros_like(t))
         alpha = hit.to(rgb.dtype)
-        return _downsample(rgb.reshape(B, H * S, W * S, 3), alpha.reshape(B, H * S, W * S),
-                           depth.reshape(B, H * S, W * S), S)
+        raster = torch.argsort(order)  # back from tile order to row-major pixels
+        return _downsample(rgb[:, raster].reshape(B, H * S, W * S, 3), alpha[:, raster].reshape(B, H * S, W * S),
+                           depth[:, raster].reshape(B, H * S, W * S), S)
+
+
+def _tile_order(H: int, W: int, tile: int, device: torch.device) -> Tensor:
+    """(H W,) permutation of row-major pixel indices that lists the pixels tile by tile."""
+    v, u = torch.meshgrid(torch.arange(H, device=device), torch.arange(W, device=device), indexing="ij")
+    tiles_per_row = -(-W // tile)
+    key = ((v // tile) * tiles_per_row + u // tile) * tile * tile + (v % tile) * tile + u % tile
+    return torch.argsort(key.reshape(-1))
 
 
 def _downsample(rgb: Tensor, alpha: Tensor, depth: Tensor, S: int) -> Rendered:

@@ -158,9 +158,11 @@ def value_noise(x: Tensor, y: Tensor, seed: Tensor) -> Tensor:
     fx, fy = torch.floor(x), torch.floor(y)
     i, j = fx.long(), fy.long()
     u, v = _fade(x - fx), _fade(y - fy)
-    corners = [hash_uniform(i + di, j + dj, seed).to(x.dtype) for dj in (0, 1) for di in (0, 1)]
-    bottom = corners[0] + u * (corners[1] - corners[0])
-    top = corners[2] + u * (corners[3] - corners[2])
+    # hash_uniform(i + di, j + dj, seed) for the 4 corners, sharing the seed and row stages of the hash
+    rows = _mix32(_mix32(seed) + torch.stack([j, j + 1]))  # (2, M)
+    corners = (_mix32(rows[:, None] + torch.stack([i, i + 1])).double() / 2.0**32).to(x.dtype)  # (2, 2, M)
+    bottom = corners[0, 0] + u * (corners[0, 1] - corners[0, 0])
+    top = corners[1, 0] + u * (corners[1, 1] - corners[1, 0])
     return bottom + v * (top - bottom)
 
 

@@ -18,6 +18,8 @@ from runner.render.raycast import (
     Spheres,
     forward_camera_path,
     intersect_boxes,
+    intersect_planes,
+    intersect_spheres,
     make_street_scene,
     nearest_hits,
 )
@@ -123,6 +125,24 @@ def test_slab_intersection_matches_brute_force_faces():
     assert torch.isfinite(ref).sum() > 100 and torch.isinf(ref).sum() > 100
     assert (torch.isfinite(t) == torch.isfinite(ref)).all()
     torch.testing.assert_close(t[torch.isfinite(t)], ref[torch.isfinite(ref)])
+
+
+def test_culled_visibility_matches_testing_every_primitive():
+    scene = make_street_scene(4, dtype=F64)
+    poses = forward_camera_path(4, 30, dtype=F64)
+    cam = PinholeCamera(PinholeCamera.intrinsics(40.0, 40.0, 31.5, 11.5, dtype=F64), poses[29:], (24, 64))
+    o, d = (x.reshape(1, -1, 3) for x in cam.pixel_rays())
+    shadow_d = torch.nn.functional.normalize(torch.tensor([0.4, 1.0, -0.3], dtype=F64), dim=0).expand_as(d)
+    shadow_o = o + 30.0 * d  # rays from scattered points, all parallel
+    p, b, s = scene.planes, scene.boxes, scene.spheres
+    for origins, dirs in ((o, d), (shadow_o, shadow_d)):
+        t = torch.cat([intersect_planes(origins, dirs, p.point, p.normal),
+                       intersect_boxes(origins, dirs, b.center, b.half_size, b.rotation),
+                       intersect_spheres(origins, dirs, s.center, s.radius)], -1)
+        t_min, arg = t.min(-1)
+        expected = torch.where(torch.isfinite(t_min), arg, -1)
+        assert len(expected.unique()) > 4
+        assert torch.equal(nearest_hits(scene, origins, dirs, chunk_size=64), expected)
 
 
 def test_box_depth_and_face_normal_shading():
