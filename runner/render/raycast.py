@@ -10,8 +10,9 @@ optimised do not reproduce exactly, which avoids the "inverse crime".
 
 Rendering runs in two passes:
 
-1. *visibility*, without autograd: all rays x all primitives, ``(B, chunk, P)`` at a time, gives the
-   id of the nearest primitive of every ray (memory is bounded by ``chunk_size``);
+1. *visibility*, without autograd: rays are taken in screen tiles, each tile's bundle is tested
+   against the primitives a conservative cone test cannot rule out, ``(B, tile^2, P_tile)`` at a
+   time, giving the id of the nearest primitive of every ray (memory is bounded by the tile size);
 2. *surface*, with autograd: each ray is intersected again with its own primitive only, giving the hit
    distance, normal and texture coordinates.
 
@@ -636,7 +637,7 @@ def make_street_scene(seed: int, length: float = 60.0, street_half_width: float 
 
 
 def forward_camera_path(seed: int, n_frames: int, speed: float = 0.5, yaw_rate: float = 0.005,
-                        height: float = 1.5, pitch: float = 0.02, start_z: float = -5.0,
+                        height: float = 1.5, pitch: float = 0.02, start_z: float = 0.0,
                         dtype: torch.dtype = torch.float32) -> Tensor:
     """Poses of a camera driving forward along +z with smooth, seeded wobble in heading, pitch and height.
 
