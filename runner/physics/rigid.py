@@ -269,15 +269,17 @@ class RigidBodies:
         params: RigidParams, pos: Tensor, vel: Tensor, support: Tensor, k: Tensor, gn: Tensor, h: float
     ) -> tuple[Tensor, Tensor]:
         """Resting or sliding contact for h [s]: no normal motion; friction μ gn plus drag k|v| stop exactly."""
-        vt = _with_y(vel, torch.zeros_like(gn))
+        vt = vel * vel.new_tensor([1.0, 0.0, 1.0])  # tangential velocity (N, 3), y = 0
         speed = _safe_norm(vt)
         decel = params.friction * gn + k * speed  # [m/s²] against the tangential velocity
-        direction = vt / torch.where(speed > 0, speed, torch.ones_like(speed))[:, None]
+        moving = speed > 0
         stops = speed <= decel * h
-        safe_decel = torch.where(decel > 0, decel, torch.ones_like(decel))
-        dist = torch.where(stops, speed * speed / (2 * safe_decel), speed * h - 0.5 * decel * h * h)
-        speed1 = torch.where(stops, torch.zeros_like(speed), speed - decel * h)
-        return _with_y(pos + direction * dist[:, None], support), direction * speed1[:, None]
+        safe_speed = torch.where(moving, speed, torch.ones_like(speed))
+        # Time spent moving in this substep: h, or the stop time speed / decel, which is what clamps the friction.
+        t_move = torch.where(stops, speed / torch.where(stops & moving, decel, torch.ones_like(decel)), h)
+        travel = t_move * (1 - 0.5 * decel * t_move / safe_speed)  # distance / speed [s]
+        remaining = torch.where(stops, torch.zeros_like(speed), 1 - decel * h / safe_speed)  # new speed / speed
+        return _with_y(pos + vt * travel[:, None], support), vt * remaining[:, None]
 
 
 def _safe_sqrt(x: Tensor) -> Tensor:
