@@ -30,7 +30,8 @@ from runner.geometry.cameras import PinholeCamera
 from runner.geometry import mesh_io
 from runner.geometry.meshes import Meshes
 from runner.render.base import Renderer
-from tasks.single_view_recon.shapes import CATEGORIES, make_shape
+from tasks.single_view_recon.metrics import voxels
+from tasks.single_view_recon.shapes import CATEGORIES, join_parts, make_parts
 
 DATA_VERSION = 1  # bump when the generated data change
 
@@ -78,6 +79,7 @@ class Views:
         fit: indices of the views the reconstruction may see.
         heldout: indices of the other views (for ``silhouette_iou_heldout``); may be empty.
         mesh: the ground-truth mesh (one mesh) or None.
+        voxels: (R, R, R) bool solid occupancy of the ground truth over the unit cube, or None.
     """
 
     rgb: Tensor
@@ -86,6 +88,7 @@ class Views:
     fit: list[int]
     heldout: list[int]
     mesh: Meshes | None
+    voxels: Tensor | None
 
 
 def render_views(renderer: Renderer, mesh: Meshes, cameras: PinholeCamera, chunk: int = 8) -> tuple[Tensor, Tensor]:
@@ -129,15 +132,16 @@ def embedded_views(renderer: Renderer, renderer_key: dict, views: ViewConfig, fi
     cameras = views.cameras()
 
     def build() -> dict:
-        mesh = make_shape(category, torch.Generator().manual_seed(seed))
+        parts = make_parts(category, torch.Generator().manual_seed(seed))
+        mesh = join_parts(parts)
         rgb, alpha = render_views(renderer, mesh, cameras)
-        return {**_pack_mesh(mesh), "rgb": rgb, "alpha": alpha}
+        return {**_pack_mesh(mesh), "rgb": rgb, "alpha": alpha, "voxels": voxels(parts)}
 
     key = {"version": DATA_VERSION, "category": category, "seed": seed, "views": views.__dict__,
            "renderer": renderer_key}
     data = cached("single_view_recon/object", key, build)
     fit, heldout = split_views(cameras.batch_size, fit)
-    return Views(data["rgb"], data["alpha"], cameras, fit, heldout, _unpack_mesh(data))
+    return Views(data["rgb"], data["alpha"], cameras, fit, heldout, _unpack_mesh(data), data["voxels"])
 
 
 def load_mesh(path: str | Path) -> Meshes:
@@ -163,14 +167,14 @@ def mesh_views(renderer: Renderer, renderer_key: dict, views: ViewConfig, fit: l
 
     def build() -> dict:
         rgb, alpha = render_views(renderer, mesh, cameras)
-        return {"rgb": rgb, "alpha": alpha}
+        return {"rgb": rgb, "alpha": alpha, "voxels": voxels(mesh)}
 
     stat = Path(path).expanduser().stat()
     key = {"version": DATA_VERSION, "path": str(Path(path).expanduser().resolve()), "mtime": stat.st_mtime_ns,
            "size": stat.st_size, "views": views.__dict__, "renderer": renderer_key}
     data = cached("single_view_recon/mesh", key, build)
     fit, heldout = split_views(cameras.batch_size, fit)
-    return Views(data["rgb"], data["alpha"], cameras, fit, heldout, mesh)
+    return Views(data["rgb"], data["alpha"], cameras, fit, heldout, mesh, data["voxels"])
 
 
 def _read_image(path: str | Path, what: str) -> np.ndarray:
@@ -271,7 +275,7 @@ def image_views(images: list[str], masks: list[str] | None, camera: str | None, 
     rgb = torch.stack([r for r, _ in loaded])
     mask = torch.stack([m for _, m in loaded])
     mesh = load_mesh(gt_mesh) if gt_mesh is not None else None
-    return Views(rgb, mask, cameras, list(range(len(images))), [], mesh)
+    return Views(rgb, mask, cameras, list(range(len(images))), [], mesh, None if mesh is None else voxels(mesh))
 
 
 def category_dataset(renderer: Renderer, renderer_key: dict, views: ViewConfig, categories: list[str],
@@ -282,7 +286,7 @@ def category_dataset(renderer: Renderer, renderer_key: dict, views: ViewConfig, 
         sizes: objects per category in each split, e.g. ``{"train": 256, "val": 16, "test": 64}``.
     Returns:
         per split: ``images`` (N, V, H, W, 4) uint8 RGBA, ``verts``/``faces`` lists of the N meshes,
-        ``category`` (N,) int64 index into ``categories``.
+        ``voxels`` (N, R, R, R) bool solid occupancies, ``category`` (N,) int64 index into ``categories``.
     """
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
@@ -292,18 +296,20 @@ def category_dataset(renderer: Renderer, renderer_key: dict, views: ViewConfig, 
     for split_index, (split, n) in enumerate(sizes.items()):
 
         def build(split_index=split_index, n=n) -> dict:
-            images, verts, faces, labels = [], [], [], []
+            images, verts, faces, grids, labels = [], [], [], [], []
             for c, category in enumerate(categories):
                 g = torch.Generator().manual_seed(seed * 1000 + split_index * 100 + CATEGORIES.index(category))
                 for _ in range(n):
-                    mesh = make_shape(category, g)
+                    parts = make_parts(category, g)
+                    mesh = join_parts(parts)
                     rgb, alpha = render_views(renderer, mesh, cameras)
                     rgba = torch.cat([rgb, alpha[..., None]], -1)
                     images.append((rgba.clamp(0, 1) * 255).round().to(torch.uint8))
                     verts.append(mesh.verts[0])
                     faces.append(mesh.faces[0])
+                    grids.append(voxels(parts))
                     labels.append(c)
-            return {"images": torch.stack(images), "verts": verts, "faces": faces,
+            return {"images": torch.stack(images), "verts": verts, "faces": faces, "voxels": torch.stack(grids),
                     "category": torch.tensor(labels)}
 
         key = {"version": DATA_VERSION, "categories": list(categories), "split": split, "n": n, "seed": seed,

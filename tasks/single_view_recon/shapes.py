@@ -127,12 +127,25 @@ def part_mesh(part: Part, segments: int = 16) -> Meshes:
                     radius_top=radius * part.taper)
 
 
-def make_shape(category: str, g: torch.Generator) -> Meshes:
-    """One random object of ``category``, normalised to the unit cube, with per-part vertex colours."""
+def make_parts(category: str, g: torch.Generator) -> Meshes:
+    """One random object of ``category`` as a batch of its P parts, normalised together to the unit cube.
+
+    Parts overlap where they join, so the object's solid is the union of the parts' solids (voxelise the
+    batch and take ``any`` over it); :func:`join_parts` gives the single mesh that is rendered.
+    """
     if category not in GENERATORS:
         raise ValueError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
     parts = GENERATORS[category](g)
     meshes = [part_mesh(part) for part in parts]
-    colors = [torch.tensor(p.color).expand_as(m.verts[0]) for p, m in zip(parts, meshes)]
-    verts, faces = join_meshes(meshes)
-    return Meshes([normalize_to_unit_cube(verts)], [faces], verts_colors=[torch.cat(colors, 0)])
+    verts, _ = join_meshes(meshes)
+    unit = normalize_to_unit_cube(verts)
+    per_part = list(torch.split(unit, [m.verts[0].shape[0] for m in meshes]))
+    colors = [torch.tensor(p.color).expand_as(v).clone() for p, v in zip(parts, per_part)]
+    return Meshes(per_part, [m.faces[0] for m in meshes], verts_colors=colors)
+
+
+def join_parts(parts: Meshes) -> Meshes:
+    """The P parts of :func:`make_parts` as one coloured mesh (a batch of one)."""
+    verts, faces = join_meshes([parts])
+    return Meshes([verts], [faces], verts_colors=[torch.cat(parts.verts_colors, 0)])
+

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.single_view_recon.shapes import CATEGORIES, make_shape
+from runner.geometry.meshes import Meshes
+from tasks.single_view_recon.metrics import voxels
+from tasks.single_view_recon.shapes import CATEGORIES, join_parts, make_parts
 
 
 def _shape(category, seed):
-    return make_shape(category, torch.Generator().manual_seed(seed))
+    return join_parts(make_parts(category, torch.Generator().manual_seed(seed)))
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
@@ -35,3 +37,11 @@ def test_shapes_are_deterministic_and_vary_with_the_seed(category):
 def test_unknown_category_names_the_choices():
     with pytest.raises(ValueError, match="chair, table"):
         _shape("sofa", 0)
+
+
+def test_solid_is_the_union_of_the_parts():
+    parts = make_parts("chair", torch.Generator().manual_seed(0))
+    union = voxels(parts)
+    singles = [voxels(Meshes([v], [f])) for v, f in zip(parts.verts, parts.faces)]
+    assert torch.equal(union, torch.stack(singles).any(0))
+    assert union.sum() > voxels(_shape("chair", 0)).sum()  # parity on the joined mesh drops the overlaps
