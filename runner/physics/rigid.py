@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from runner.geometry.transforms import quaternion_multiply, quaternion_to_matrix
+from runner.geometry.transforms import quaternion_multiply
 from runner.physics.base import PhysParams, State, Trajectory, check_rollout_args
 
 
@@ -197,7 +197,9 @@ class RigidBodies:
         """(N,) height [m] of each body's lowest point above its centre: the radius, or a box's support along -y."""
         if bool(params.is_sphere.all()):
             return params.half_extents[:, 0]
-        up_row = quaternion_to_matrix(quat)[:, 1, :]  # (N, 3): world y of each body axis
+        w, x, y, z = torch.nn.functional.normalize(quat, dim=-1).unbind(-1)
+        # Row y of the rotation matrix: the world height of each body axis (Shoemake, SIGGRAPH 1985).
+        up_row = torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], dim=-1)
         box = (up_row.abs() * params.half_extents).sum(-1)
         return torch.where(params.is_sphere, params.half_extents[:, 0], box)
 

@@ -156,15 +156,15 @@ def test_gradients_match_finite_differences_in_flight():
                ang_vel=[[0.0, 0.0, 2.0], [1.0, 0.5, 0.0]])
     names = ("mass", "drag", "pos0", "vel0", "ang_vel0")
     f = rollout_fn(RigidBodies(substeps=2), base, s0, 8, names)
-    assert torch.autograd.gradcheck(f, inputs(base, s0, names))
+    assert torch.autograd.gradcheck(f, inputs(base, s0, names), fast_mode=True)
 
 
 def test_gradients_match_finite_differences_through_a_bounce_with_friction():
     base = make_params(n=2, restitution=0.6, friction=0.3, drag=0.1)
     s0 = state([[0.0, 0.5, 0.0], [0.0, 0.4, 0.0]], [[2.0, -1.0, 0.0], [0.1, -0.5, 0.05]])  # both bounce
-    names = ("restitution", "friction", "mass", "pos0", "vel0")
+    names = ("restitution", "friction", "mass", "half_extents", "pos0", "vel0")
     f = rollout_fn(RigidBodies(substeps=2), base, s0, 12, names)
-    assert torch.autograd.gradcheck(f, inputs(base, s0, names))
+    assert torch.autograd.gradcheck(f, inputs(base, s0, names), fast_mode=True)
 
 
 def test_gradients_match_finite_differences_while_sliding_and_stopped():
@@ -172,7 +172,18 @@ def test_gradients_match_finite_differences_while_sliding_and_stopped():
     s0 = state([[0.0, 0.1, 0.0], [0.0, 0.1, 0.0]], [[1.0, 0.0, 0.5], [0.3, 0.0, 0.0]])  # 2nd stops early
     names = ("friction", "drag", "vel0")
     f = rollout_fn(RigidBodies(substeps=2), base, s0, 10, names)
-    assert torch.autograd.gradcheck(f, inputs(base, s0, names))
+    assert torch.autograd.gradcheck(f, inputs(base, s0, names), fast_mode=True)
+
+
+def test_gradients_match_finite_differences_for_a_spinning_box_bouncing():
+    base = make_params(sphere=False, restitution=0.5, friction=0.2)
+    base = replace(base, half_extents=torch.tensor([[0.3, 0.1, 0.2]], dtype=torch.float64))
+    quat = torch.nn.functional.normalize(torch.tensor([[0.9, 0.2, -0.3, 0.25]], dtype=torch.float64), dim=-1)
+    s0 = RigidBodies.initial_state([[0.0, 0.6, 0.0]], [[0.5, -1.0, 0.0]], quat=quat,
+                                   ang_vel=[[0.3, -0.2, 0.4]], dtype=torch.float64)
+    names = ("half_extents", "restitution", "pos0", "ang_vel0")
+    f = rollout_fn(RigidBodies(substeps=2), base, s0, 9, names)
+    assert torch.autograd.gradcheck(f, inputs(base, s0, names), fast_mode=True)
 
 
 def test_tilted_box_lands_on_its_corner_height():
