@@ -1,0 +1,72 @@
+"""Solid voxelisation against analytic occupancy of boxes and spheres; voxel IoU."""
+
+import math
+
+import pytest
+import torch
+
+from runner.geometry.meshes import Meshes
+from runner.geometry.primitives import box, ellipsoid, icosphere
+from runner.geometry.voxelize import voxel_iou, voxelize
+
+
+def centres(R, lo=-0.5, hi=0.5):
+    """(R, R, R, 3) voxel centres indexed [x, y, z]."""
+    c = lo + (torch.arange(R, dtype=torch.float64) + 0.5) * (hi - lo) / R
+    return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1)
+
+
+def test_cube_fills_exactly_its_voxels():
+    occ = voxelize(box(0.5), 32)
+    assert occ.shape == (1, 32, 32, 32) and occ.dtype == torch.bool
+    assert occ.sum().item() == 16 ** 3
+
+
+def test_off_centre_box_matches_the_analytic_mask():
+    center, size = torch.tensor([0.1, -0.07, 0.2]), torch.tensor([0.5, 0.25, 0.33])
+    occ = voxelize(box(size.tolist(), center.tolist()), 24)[0]
+    inside = ((centres(24) - center.double()).abs() < size.double() / 2).all(-1)
+    assert torch.equal(occ, inside)
+
+
+def test_sphere_volume_and_shape():
+    r = 0.4
+    occ = voxelize(ellipsoid(r, level=4), 32)[0]
+    assert occ.float().mean().item() == pytest.approx(4 / 3 * math.pi * r ** 3, rel=0.02)
+    dist = centres(32).norm(dim=-1)
+    h = 1 / 32
+    assert occ[dist < r - h].all() and not occ[dist > r + h].any()  # errors only within a voxel of the surface
+
+
+def test_batch_and_bounds():
+    sphere, cube = icosphere(3), box(1.0, center=(1.0, 1.0, 1.0))
+    batch = Meshes([sphere.verts[0], cube.verts[0]], [sphere.faces[0], cube.faces[0]])
+    occ = voxelize(batch, 16, bounds=(0.0, 2.0))
+    assert occ.shape == (2, 16, 16, 16)
+    assert torch.equal(occ[0], voxelize(Meshes(sphere.verts, sphere.faces), 16, (0.0, 2.0))[0])
+    assert occ[1].sum().item() == 8 ** 3 and occ[1, 4:12, 4:12, 4:12].all()
+    assert occ[0, :8, :8, :8].any() and not occ[0, 8:].any()  # only the sphere's +x+y+z octant is in bounds
+
+
+def test_a_small_hole_is_repaired_by_the_majority_vote():
+    sphere = icosphere(3)
+    closed = voxelize(sphere, 32)
+    holed = Meshes(sphere.verts, [sphere.faces[0][1:]])  # one of 1280 faces removed
+    assert voxel_iou(voxelize(holed, 32), closed).item() > 0.995
+
+
+def test_voxel_iou_analytic():
+    a = torch.zeros(2, 4, 4, 4, dtype=torch.bool)
+    b = torch.zeros_like(a)
+    a[0, :2], b[0, 1:3] = True, True  # 32 and 32 voxels sharing 16
+    iou = voxel_iou(a, b)
+    assert iou.tolist() == [pytest.approx(16 / 48), 1.0]  # two empty grids are identical
+    with pytest.raises(ValueError, match=r"\(B, R, R, R\)"):
+        voxel_iou(a, b[:, :2])
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="resolution"):
+        voxelize(box(), 0)
+    with pytest.raises(ValueError, match="hi > lo"):
+        voxelize(box(), 8, bounds=(0.5, -0.5))
