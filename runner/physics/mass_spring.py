@@ -115,6 +115,9 @@ class MassSpring:
     def _frames(self, params: SpringParams, state0: State, steps: int, dt: float) -> list[State]:
         """The initial state and ``steps`` frames; operators are built once for the whole rollout."""
         pos, vel = state0.pos, state0.vel
+        if pos.shape != (params.mass.shape[0], 3):
+            raise ValueError(f"MassSpring: state.pos must be ({params.mass.shape[0]}, 3) for "
+                             f"{params.mass.shape[0]} particles, got {tuple(pos.shape)}")
         i, j = params.edges[:, 0], params.edges[:, 1]
         free = (~params.pinned).to(pos.dtype)[:, None]
         inv_mass = free / params.mass[:, None]  # (N, 1) [1/kg]; 0 for pins, which feel no force

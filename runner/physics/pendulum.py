@@ -91,6 +91,9 @@ class Pendulum:
             dt: frame length [s], > 0.
         """
         check_rollout_args(1, dt)
+        if state.pos.shape != params.pivot.shape:
+            raise ValueError(f"Pendulum.step: state.pos must be {tuple(params.pivot.shape)} for "
+                             f"{params.pivot.shape[0]} pendulums, got {tuple(state.pos.shape)}")
         angle, ang_rate = self.angle(params, state)
         h = dt / self.substeps
         stiffness = self.gravity / params.length  # g / L [1/s²]

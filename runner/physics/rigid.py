@@ -12,17 +12,22 @@ Contact: a time-of-impact (TOI) corrected impulse model, not a compliant (penalt
 end below the ground, the impact time τ ∈ [0, h] is solved in closed form from the same parabola, the body
 advances to τ, receives a restitution impulse ``v_n⁺ = -e v_n⁻`` and a Coulomb friction impulse bounded by
 ``μ (1 + e) |v_n⁻|`` (never larger than what stops the tangential motion), and flies for the rest of the
-substep. This is the continuous-time correction of DiffTaichi (Hu et al., ICLR 2020, Sec. 4 "time of impact"):
-without it the bounce time snaps to the substep grid and d(trajectory)/d(initial height or restitution) is
-wrong; with it the derivatives are those of the exact bouncing parabola. A body touching the ground (gap ≤
+substep. This is the time-of-impact correction of DiffTaichi (Hu et al., "DiffTaichi: Differentiable
+Programming for Physical Simulation", ICLR 2020): without it the bounce time snaps to the substep grid and
+d(trajectory)/d(initial height or restitution) is wrong; with it the derivatives are those of the piecewise
+parabola (the exact bouncing ball when there is no drag). A body touching the ground (gap ≤
 ``contact_tol``) with normal speed below what gravity adds in one substep is in resting contact: the ground
 cancels the normal acceleration and Coulomb friction decelerates the tangential velocity by ``μ g`` (plus drag).
 The deceleration is clamped so that it stops the body exactly, at the analytic distance ``v²/(2 (μ g + c/m |v|))``
 inside the substep, and never reverses the velocity (no sign chatter); once stopped the body stays at rest.
 
 Gradient behaviour and limits:
-    * A bounce: positions after the impact are smooth in restitution, initial state, gravity and mass; exact for
-      the model (the event time τ is differentiated, not frozen).
+    * A bounce: positions after the impact are smooth in restitution, friction, drag, mass, size and the
+      initial state, and their derivatives are exact for the model (the event time τ is differentiated, not
+      frozen). Mass enters only through drag ``c/m`` and impulses ``J/m``; gravity and Coulomb friction are
+      mass-independent, so a mass is observable only from a known impulse or drag.
+    * The discrete choices (flight, impact, resting) are not differentiated: the trajectory is continuous
+      across them, and the gradient is that of the branch taken.
     * Sliding: before the stop ``d x / d μ = -g t²/2``; after the stop the position is ``v0²/(2 μ g)`` and its
       derivative ``-v0²/(2 μ² g)``, so positions are C¹ in μ and stay informative; the velocity after the stop
       is zero with zero gradient.
@@ -94,7 +99,8 @@ class RigidParams(PhysParams):
         )
         for bad, message in checks:
             if bool(bad.any()):
-                raise ValueError(f"RigidParams: {message}; got {bad.nonzero().flatten().tolist()} out of range")
+                bodies = bad.reshape(n[0], -1).any(-1).nonzero().flatten().tolist()
+                raise ValueError(f"RigidParams: {message}; bodies {bodies} are out of range")
 
 
 class RigidBodies:
@@ -129,7 +135,7 @@ class RigidBodies:
             vel: (N, 3) velocities [m/s]; zeros by default.
             quat: (N, 4) orientations (w, x, y, z); identity by default.
             ang_vel: (N, 3) world-frame angular velocities [rad/s]; zeros by default.
-            dtype: dtype of tensors built from lists.
+            dtype: dtype of the state; tensors of that dtype are used as they are (and stay differentiable).
         """
         pos = torch.as_tensor(pos, dtype=dtype)
         if pos.dim() != 2 or pos.shape[-1] != 3:
@@ -161,6 +167,9 @@ class RigidBodies:
         check_rollout_args(1, dt)
         if state.quat is None or state.ang_vel is None:
             raise ValueError("RigidBodies.step: the state needs quat and ang_vel; build it with initial_state()")
+        if state.pos.shape != (params.mass.shape[0], 3):
+            raise ValueError(f"RigidBodies.step: state.pos must be ({params.mass.shape[0]}, 3) for "
+                             f"{params.mass.shape[0]} bodies, got {tuple(state.pos.shape)}")
         support = self._support(params, state.quat)
         inv_mass = 1.0 / params.mass
         gravity = torch.tensor([0.0, -self.gravity, 0.0], dtype=state.pos.dtype, device=state.pos.device)

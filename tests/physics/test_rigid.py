@@ -240,5 +240,7 @@ def test_bad_rollout_arguments_raise_clear_errors():
         engine.rollout(replace(params, impulse=torch.zeros(5, 1, 3, dtype=torch.float64)), s0, 3, DT)
     with pytest.raises(ValueError, match=r"half_extents must have shape \(1, 3\)"):
         replace(params, half_extents=torch.ones(1, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"state.pos must be \(1, 3\) for 1 bodies"):
+        engine.rollout(params, state([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), 3, DT)
     with pytest.raises(ValueError, match=r"pos must have shape \(N, 3\)"):
         RigidBodies.initial_state([1.0, 2.0, 3.0])
