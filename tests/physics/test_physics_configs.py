@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from pathlib import Path
 
@@ -29,8 +28,8 @@ def test_config_is_documented_and_instantiates(path: Path):
         if key in keys:
             assert "#" in line, f"{path.name}: key {key!r} has no comment"
     needed = NEEDS.get(path.name)
-    if needed is not None and importlib.util.find_spec(needed) is None:
-        pytest.skip(f"{path.name} needs the optional package {needed!r}, which is not installed")
+    if needed is not None:
+        pytest.importorskip(needed, reason=f"{path.name} needs the optional package {needed!r}, not installed")
     cls = get_class(cfg._target_)
     assert keys == set(inspect.signature(cls.__init__).parameters) - {"self"}, "every constructor key, no other"
     engine = instantiate(cfg)
