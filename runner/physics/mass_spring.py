@@ -119,21 +119,25 @@ class MassSpring:
             raise ValueError(f"MassSpring: state.pos must be ({params.mass.shape[0]}, 3) for "
                              f"{params.mass.shape[0]} particles, got {tuple(pos.shape)}")
         i, j = params.edges[:, 0], params.edges[:, 1]
+        ends = torch.cat([i, j])  # (2 S,) where the pulls (+ on i, - on j) land
         free = (~params.pinned).to(pos.dtype)[:, None]
-        inv_mass = free / params.mass[:, None]  # (N, 1) [1/kg]; 0 for pins, which feel no force
-        gravity = torch.tensor([0.0, -self.gravity, 0.0], dtype=pos.dtype, device=pos.device) * free
         h = dt / self.substeps
+        h_inv_mass = h * free / params.mass[:, None]  # (N, 1) [s/kg]; 0 for pins, which feel no force
+        h_gravity = h * free * torch.tensor([0.0, -self.gravity, 0.0], dtype=pos.dtype, device=pos.device)
+        stiffness, damping = params.stiffness[..., None], params.damping[..., None]  # (S, 1) or (1,)
+        rest_length = params.rest_length[:, None]
+        zeros = torch.zeros_like(pos)
         states = [state0]
         for _ in range(steps):
             for _ in range(self.substeps):
-                d = pos[j] - pos[i]  # (S, 3) [m]
-                length = d.norm(dim=-1)
-                unit = d / length[:, None]
-                extension_rate = ((vel[j] - vel[i]) * unit).sum(-1)  # (S,) [m/s]
-                tension = params.stiffness * (length - params.rest_length) + params.damping * extension_rate  # [N]
-                pull = tension[:, None] * unit  # (S, 3) force on particle i [N]; particle j gets -pull
-                force = torch.zeros_like(pos).index_add(0, i, pull).index_add(0, j, -pull)
-                vel = vel + h * (gravity + force * inv_mass)
+                ends_state = torch.cat([pos, vel], dim=1)
+                diff = ends_state[j] - ends_state[i]  # (S, 6): x_j - x_i [m], v_j - v_i [m/s]
+                length = diff[:, :3].norm(dim=-1, keepdim=True)
+                unit = diff[:, :3] / length
+                extension_rate = (diff[:, 3:] * unit).sum(-1, keepdim=True)  # (S, 1) [m/s]
+                pull = (stiffness * (length - rest_length) + damping * extension_rate) * unit  # on i [N]
+                force = zeros.index_add(0, ends, torch.cat([pull, -pull]))  # (N, 3) [N]
+                vel = vel + h_gravity + force * h_inv_mass
                 pos = pos + h * vel
             states.append(State(pos=pos, vel=vel))
         return states
