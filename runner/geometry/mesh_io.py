@@ -159,10 +159,11 @@ def save_obj(path: str | os.PathLike, mesh: Meshes | tuple[Tensor, Tensor], inde
         _atomic_write(path.with_suffix(".mtl"), lambda tmp: Path(tmp).write_text(mtl))
         lines.append(f"mtllib {path.stem}.mtl\n")
     v = verts if colors is None else np.concatenate([verts, colors], 1)
-    lines.append(_format_rows("v", v))
+    digits = 17 if _source_dtype(mesh, index) == torch.float64 else 9  # enough to round-trip exactly
+    lines.append(_format_rows("v", v, digits))
     f = faces + 1
     if uvs is not None:
-        lines.append(_format_rows("vt", uvs))
+        lines.append(_format_rows("vt", uvs, digits))
         if texture is not None:
             lines.append("usemtl material_0\n")
         f_text = (("f" + " %d/%d" * 3 + "\n") * len(f)) % tuple(np.stack([f, faces_uvs + 1], -1).ravel())
@@ -233,7 +234,8 @@ def _obj_texture(path: Path, mtllibs: list[str], used: set[str]) -> np.ndarray |
             if len(parts) >= 2 and parts[0] == "newmtl":
                 name = parts[1]
             elif len(parts) >= 2 and parts[0] == "map_Kd" and name is not None:
-                maps[name] = mtl_path.parent / parts[-1]  # options such as -s u v come before the file name
+                # Options such as -s u v come before the file name; Windows exporters write backslashes.
+                maps[name] = mtl_path.parent / parts[-1].replace("\\", "/")
     images = sorted({maps[m] for m in used if m in maps})
     if not images:
         return None
@@ -385,7 +387,10 @@ def _ply_read_ascii(body: bytes, elements: list, endian: str, path: Path) -> dic
         if name == "vertex":
             if any(p[1] == "list" for p in props):
                 raise ValueError(f"{path}: list properties in the vertex element are not supported")
-            values = np.array(" ".join(rows).split(), dtype=np.float64).reshape(count, len(props))
+            values = np.array(" ".join(rows).split(), dtype=np.float64)
+            if values.size != count * len(props):
+                raise ValueError(f"{path}: vertex rows must have {len(props)} values each ({values.size} for {count})")
+            values = values.reshape(count, len(props))
             tables["vertex"] = {p[0]: values[:, i].astype(p[1]) for i, p in enumerate(props)}  # declared type
         elif name == "face":
             _face_list_property(props, path)
@@ -522,9 +527,9 @@ def _source_dtype(mesh: Meshes | tuple[Tensor, Tensor], index: int | None) -> to
     return mesh.verts[index or 0].dtype if isinstance(mesh, Meshes) else mesh[0].dtype
 
 
-def _format_rows(key: str, values: np.ndarray) -> str:
-    """``key a b c`` lines with 9 significant digits (float32 round-trips exactly)."""
-    row = key + " %.9g" * values.shape[1] + "\n"
+def _format_rows(key: str, values: np.ndarray, digits: int) -> str:
+    """``key a b c`` lines with ``digits`` significant digits (9 round-trip float32 exactly, 17 float64)."""
+    row = key + f" %.{digits}g" * values.shape[1] + "\n"
     return (row * len(values)) % tuple(values.ravel())
 
 

@@ -31,6 +31,12 @@ def test_obj_round_trip_with_vertex_colors(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
 
+def test_obj_round_trip_float64_is_exact(tmp_path):
+    m = Meshes([torch.randn(30, 3, dtype=torch.float64)], [torch.randint(0, 30, (40, 3))])
+    save_obj(tmp_path / "d.obj", m)
+    assert torch.equal(load_obj(tmp_path / "d.obj", dtype=torch.float64).verts[0], m.verts[0])
+
+
 def test_obj_round_trip_with_uvs_and_texture(tmp_path):
     g = torch.Generator().manual_seed(1)
     base = box(1.0)
@@ -190,6 +196,9 @@ def test_ply_errors(tmp_path):
     (tmp_path / "t.ply").write_bytes(ply_header("binary_little_endian", 3, 1) + b"\x00" * 10)
     with pytest.raises(ValueError, match="ends inside element 'vertex'"):
         load_ply(tmp_path / "t.ply")
+    (tmp_path / "v.ply").write_bytes(ply_header("ascii", 3, 1) + b"0 0 0\n1 0\n0 1 0\n3 0 1 2\n")
+    with pytest.raises(ValueError, match="vertex rows must have 3 values"):
+        load_ply(tmp_path / "v.ply")
     (tmp_path / "n.ply").write_text("solid\n")
     with pytest.raises(ValueError, match="not a PLY file"):
         load_ply(tmp_path / "n.ply")
