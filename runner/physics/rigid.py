@@ -171,12 +171,12 @@ class RigidBodies:
             raise ValueError(f"RigidBodies.step: state.pos must be ({params.mass.shape[0]}, 3) for "
                              f"{params.mass.shape[0]} bodies, got {tuple(state.pos.shape)}")
         support = self._support(params, state.quat)
-        inv_mass = 1.0 / params.mass
+        drag_rate = (params.drag / params.mass)[:, None]  # (N, 1) c / m [1/s]
         gravity = torch.tensor([0.0, -self.gravity, 0.0], dtype=state.pos.dtype, device=state.pos.device)
         pos, vel = state.pos, state.vel
         h = dt / self.substeps
         for _ in range(self.substeps):
-            pos, vel = self._substep(params, pos, vel, support, inv_mass, gravity, h)
+            pos, vel = self._substep(params, pos, vel, support, drag_rate, gravity, h)
         quat = state.quat
         if state.ang_vel.requires_grad or bool(state.ang_vel.any()):  # skip the identity rotation of still bodies
             quat = quaternion_multiply(_rotation_quaternion(state.ang_vel * dt), quat)
@@ -213,23 +213,25 @@ class RigidBodies:
         return torch.where(params.is_sphere, params.half_extents[:, 0], box)
 
     def _substep(
-        self, params: RigidParams, pos: Tensor, vel: Tensor, support: Tensor, inv_mass: Tensor, gravity: Tensor,
+        self, params: RigidParams, pos: Tensor, vel: Tensor, support: Tensor, drag_rate: Tensor, gravity: Tensor,
         h: float,
     ) -> tuple[Tensor, Tensor]:
-        """One substep of h [s] for (N, 3) pos [m], vel [m/s], gravity (3,) [m/s²]: flight, impact or contact.
+        """One substep of h [s] for (N, 3) pos [m], vel [m/s]: flight, impact or contact.
+
+        ``support`` (N,) is the lowest point's depth below the centre [m], ``drag_rate`` (N, 1) is c / m [1/s] and
+        ``gravity`` (3,) the acceleration [m/s²].
 
         Branches that no body takes are skipped (a host-side test per branch), which keeps a rollout of a
         single flying body at a few dozen tensor operations per substep.
         """
-        k = (params.drag * inv_mass)[:, None]  # (N, 1) [1/s]
-        acc = gravity - k * vel
+        acc = gravity - drag_rate * vel
         vy, ay = vel[:, 1], acc[:, 1]
         gap0 = pos[:, 1] - support
         gn = (-ay).clamp(min=0)  # acceleration pressing the body onto the ground [m/s²]
         # Resting contact: touching, and no faster in the normal direction than gravity makes it in one substep.
         resting = (gap0 <= self.contact_tol) & (vy.abs() <= gn * h)
         if bool(resting.all()):
-            return self._slide(params, pos, vel, support, k[:, 0], gn, h)
+            return self._slide(params, pos, vel, support, drag_rate[:, 0], gn, h)
 
         pos1 = pos + vel * h + 0.5 * h * h * acc  # free flight: the exact parabola for constant acceleration
         vel1 = vel + acc * h
@@ -239,7 +241,7 @@ class RigidBodies:
             pos1 = torch.where(impact[:, None], pos_im, pos1)
             vel1 = torch.where(impact[:, None], vel_im, vel1)
         if bool(resting.any()):
-            pos_sl, vel_sl = self._slide(params, pos, vel, support, k[:, 0], gn, h)
+            pos_sl, vel_sl = self._slide(params, pos, vel, support, drag_rate[:, 0], gn, h)
             pos1 = torch.where(resting[:, None], pos_sl, pos1)
             vel1 = torch.where(resting[:, None], vel_sl, vel1)
         # A landing again within the substep (micro-bounce) or a start below ground: put it back on the ground.
