@@ -196,6 +196,8 @@ def _parse_face_tokens(tokens: list[str], counts: np.ndarray, f_line: np.ndarray
         values = np.array(joined.replace("/", " ").split(), dtype=np.int64)
     except ValueError as err:
         raise ValueError(f"{path}: malformed face index ({err})") from None
+    if values.size != len(tokens) * fields:
+        raise ValueError(f"{path}: malformed face tokens (an empty index such as '1/2/'?)")
     return values.reshape(len(tokens), fields)
 
 

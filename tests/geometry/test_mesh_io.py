@@ -181,6 +181,9 @@ def test_obj_without_faces_or_with_mixed_forms(tmp_path):
     path.write_text("v 0 0 0\nv 1 0 0\nf 1 2\n")
     with pytest.raises(ValueError, match="at least 3 vertices"):
         load_obj(path)
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nf 1/1/ 2/1/ 3/1/\n")
+    with pytest.raises(ValueError, match="malformed face tokens"):
+        load_obj(path)
     path.write_text("v 0 0 zero\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     with pytest.raises(ValueError, match="malformed 'v' line"):
         load_obj(path)
