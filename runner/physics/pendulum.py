@@ -87,7 +87,9 @@ class Pendulum:
 
         Args:
             params: N pendulums.
-            state: bob positions (N, 3) [m] and velocities (N, 3) [m/s].
+            state: bob positions (N, 3) [m] and velocities (N, 3) [m/s]; only their angle about the pivot and
+                angular rate are read, and the new bob sits at ``params.length`` from the pivot, so build the
+                initial state from the same params with :meth:`initial_state`.
             dt: frame length [s], > 0.
         """
         check_rollout_args(1, dt)
