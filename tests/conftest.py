@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests run tiny tensor ops, for which extra threads on a shared 2-core machine only add contention
+# (measured up to 100x slower); subprocesses started by the tests choose their own thread count.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
