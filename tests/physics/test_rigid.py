@@ -244,3 +244,31 @@ def test_bad_rollout_arguments_raise_clear_errors():
         engine.rollout(params, state([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), 3, DT)
     with pytest.raises(ValueError, match=r"pos must have shape \(N, 3\)"):
         RigidBodies.initial_state([1.0, 2.0, 3.0])
+
+
+def recover(make_params_for, truth: float, guess: float, s0, frames: int, lr: float) -> float:
+    """Adam on log(theta) for 100 steps against a 16-substep ground truth; returns the estimate."""
+    target = RigidBodies(substeps=16).rollout(make_params_for(torch.tensor([truth], dtype=torch.float64)),
+                                              s0, frames, DT).pos
+    log_theta = torch.tensor([math.log(guess)], dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.Adam([log_theta], lr=lr)
+    engine = RigidBodies(substeps=2)
+    for _ in range(100):
+        optimiser.zero_grad()
+        trajectory_loss(engine, make_params_for(log_theta.exp()), s0, target).backward()
+        optimiser.step()
+    return float(log_theta.detach().exp())
+
+
+@pytest.mark.slow
+def test_restitution_is_recovered_within_one_percent_in_100_steps():
+    e = recover(lambda v: replace(make_params(), restitution=v), 0.7, 0.4,
+                state([[0.0, 1.1, 0.0]], [[0.5, 0.0, 0.0]]), 40, lr=0.05)
+    assert abs(e - 0.7) < 0.01 * 0.7
+
+
+@pytest.mark.slow
+def test_friction_is_recovered_within_one_percent_in_100_steps():
+    mu = recover(lambda v: replace(make_params(sphere=False), friction=v), 0.4, 0.15,
+                 state([[0.0, 0.1, 0.0]], [[2.5, 0.0, 0.0]]), 30, lr=0.05)
+    assert abs(mu - 0.4) < 0.01 * 0.4
