@@ -1,0 +1,132 @@
+"""Photometric reprojection errors of self-supervised depth (Godard et al., "Digging Into Self-Supervised
+Monocular Depth Estimation", ICCV 2019 — monodepth2; Zhou et al., SfMLearner, CVPR 2017).
+
+All maps are NCHW. Errors stay per pixel, (B, 1, H, W), so that the reprojection minimum over source
+frames and the auto-mask combine them before any averaging; the task reduces them and weights them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# The stabilising constants of SSIM (Wang et al., IEEE TIP 2004) for a dynamic range of 1:
+# C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = 1. They are part of the definition, not loss weights.
+_SSIM_C1 = 0.01**2
+_SSIM_C2 = 0.03**2
+
+
+def _check_pair(x: Tensor, y: Tensor) -> None:
+    if x.dim() != 4 or x.shape != y.shape:
+        raise ValueError(f"expected two (B, C, H, W) images of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if min(x.shape[-2:]) < 2:
+        raise ValueError(f"images must be at least 2x2 for the 3x3 reflection-padded window, got {tuple(x.shape)}")
+
+
+def ssim(x: Tensor, y: Tensor) -> Tensor:
+    """SSIM dissimilarity ``(1 - SSIM) / 2`` per pixel and channel (Wang et al., IEEE TIP 2004).
+
+    Local means, variances and covariance come from 3x3 box windows over reflection-padded images, as
+    in monodepth2, so the map has the input's size.
+
+    Args:
+        x, y: (B, C, H, W) images in [0, 1].
+    Returns:
+        (B, C, H, W) in [0, 1]; 0 where the windows are identical. Symmetric in x and y.
+    """
+    _check_pair(x, y)
+    C = x.shape[1]
+    both = F.pad(torch.cat([x, y], 1), (1, 1, 1, 1), mode="reflect")
+    x, y = both[:, :C], both[:, C:]
+    # One pooling call for the five local moments.
+    moments = F.avg_pool2d(torch.cat([x, y, x * x, y * y, x * y], 1), 3, 1)
+    mu_x, mu_y, xx, yy, xy = torch.split(moments, C, 1)
+    sigma_x = xx - mu_x * mu_x
+    sigma_y = yy - mu_y * mu_y
+    sigma_xy = xy - mu_x * mu_y
+    num = (2 * mu_x * mu_y + _SSIM_C1) * (2 * sigma_xy + _SSIM_C2)
+    den = (mu_x * mu_x + mu_y * mu_y + _SSIM_C1) * (sigma_x + sigma_y + _SSIM_C2)
+    return ((1 - num / den) / 2).clamp(0, 1)
+
+
+def photometric_error(pred: Tensor, target: Tensor, alpha: float = 0.85) -> Tensor:
+    """Per-pixel ``alpha * SSIM + (1 - alpha) * L1``, each averaged over channels (monodepth2).
+
+    Args:
+        pred, target: (B, C, H, W) images in [0, 1].
+        alpha: weight of the SSIM dissimilarity, in [0, 1] (monodepth2: 0.85).
+    Returns:
+        (B, 1, H, W) in [0, 1].
+    """
+    _check_pair(pred, target)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha (the SSIM share) must be in [0, 1], got {alpha}")
+    l1 = (pred - target).abs().mean(1, keepdim=True)
+    if alpha == 0:
+        return l1
+    return alpha * ssim(pred, target).mean(1, keepdim=True) + (1 - alpha) * l1
+
+
+def _stack(errors: list[Tensor], name: str) -> Tensor:
+    """(B, S, H, W) from S errors of shape (B, 1, H, W)."""
+    if len(errors) == 0:
+        raise ValueError(f"{name} needs at least one (B, 1, H, W) error map, got an empty list")
+    shapes = {tuple(e.shape) for e in errors}
+    if len(shapes) != 1 or errors[0].dim() != 4 or errors[0].shape[1] != 1:
+        raise ValueError(f"{name} needs (B, 1, H, W) error maps of one shape, got {sorted(shapes)}")
+    return torch.cat(errors, 1)
+
+
+def min_reprojection(errors: list[Tensor]) -> Tensor:
+    """Per-pixel minimum over the source frames (monodepth2): a pixel occluded in one source is
+    explained by the source that sees it.
+
+    Args:
+        errors: S >= 1 maps (B, 1, H, W), one per warped source.
+    Returns:
+        (B, 1, H, W).
+    """
+    return _stack(errors, "min_reprojection").min(1, keepdim=True).values
+
+
+def mean_reprojection(errors: list[Tensor]) -> Tensor:
+    """Per-pixel mean over the source frames (SfMLearner's average; monodepth2's ablation baseline).
+
+    Args:
+        errors: S >= 1 maps (B, 1, H, W), one per warped source.
+    Returns:
+        (B, 1, H, W).
+    """
+    return _stack(errors, "mean_reprojection").mean(1, keepdim=True)
+
+
+def automask(reprojection_errors: list[Tensor], identity_errors: list[Tensor], noise_std: float = 1e-5,
+             generator: torch.Generator | None = None) -> Tensor:
+    """Static-pixel auto-mask (monodepth2, Sec. 3.3): keep a pixel only where the best warped source
+    explains the target better than the best unwarped source.
+
+    Pixels that look the same without warping — a camera at rest, objects moving with the camera,
+    textureless areas — would otherwise pull the depth towards infinity. Gaussian noise of ``noise_std``
+    is added to the identity errors to break exact ties (e.g. identical frames), as monodepth2 does.
+
+    Args:
+        reprojection_errors: S maps (B, 1, H, W): errors of the warped sources against the target.
+        identity_errors: S maps (B, 1, H, W): errors of the unwarped sources against the target.
+        noise_std: standard deviation of the tie-breaking noise (monodepth2: 1e-5); 0 disables it.
+        generator: CPU generator for the noise, for reproducible masks.
+    Returns:
+        (B, 1, H, W) mask in {0, 1}, dtype of the errors, without gradient.
+    """
+    warp = _stack(reprojection_errors, "automask (reprojection_errors)")
+    identity = _stack(identity_errors, "automask (identity_errors)")
+    if warp.shape != identity.shape:
+        raise ValueError(f"reprojection and identity errors differ: {tuple(warp.shape)} vs {tuple(identity.shape)}")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    with torch.no_grad():
+        if noise_std > 0:
+            noise = torch.randn(identity.shape, generator=generator, dtype=identity.dtype)
+            identity = identity + noise_std * noise.to(identity.device)
+        keep = warp.min(1, keepdim=True).values < identity.min(1, keepdim=True).values
+    return keep.to(warp.dtype)
