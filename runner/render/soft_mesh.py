@@ -71,6 +71,9 @@ class SoftMeshRenderer:
         for name, rgb in (("ambient", ambient), ("specular", specular)):
             if len(rgb) != 3 or min(rgb) < 0:
                 raise ValueError(f"{name} must be 3 values >= 0, got {list(rgb)}")
+        if not all(isinstance(light, DirectionalLight) for light in lights):
+            raise ValueError(f"lights must be DirectionalLight objects (in YAML: _target_ nodes with _convert_: "
+                             f"object), got {[type(light).__name__ for light in lights]}")
         if shininess <= 0 or max_pairs < 1:
             raise ValueError(f"shininess and max_pairs must be > 0, got {shininess}, {max_pairs}")
         self.sigma = float(sigma)
