@@ -1,0 +1,209 @@
+"""DepthNet and PoseNet sized to train from scratch on a CPU (no pretrained weights).
+
+DepthNet keeps the layout of monodepth2's depth network (Godard et al., ICCV 2019): an encoder of
+stride-2 stages, a decoder that convolves, upsamples by nearest neighbour, concatenates the encoder
+feature of the same resolution and convolves again, and sigmoid disparity heads at scales 0..3. The
+ResNet-18 encoder is replaced by two 3x3 convolutions per stage with configurable, thin widths.
+PoseNet is monodepth2's / SfMLearner's pose CNN: strided convolutions over a frame pair, a 1x1
+convolution to 6 numbers, a spatial mean and a 0.01 output scale so that training starts near
+the identity motion (Zhou et al., CVPR 2017).
+
+Throughput choices (2-core CPU):
+  * plain 3x3 convolutions by default: for widths of 16-256 PyTorch's CPU depthwise convolutions are
+    not faster per image than the dense ones they replace (measured; see ``separable``);
+  * BatchNorm in the encoder only, as monodepth2 (whose ResNet encoder has it and decoder does not):
+    it makes training from scratch with Adam markedly more stable, costs little, and the evaluation
+    of a video in eval mode uses the running statistics; ``encoder_norm="none"`` gives SfMLearner's
+    unnormalised network instead;
+  * PoseNet may read the pair at reduced resolution (``input_scale``), since it only regresses 6 numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from runner.errors import ConfigError
+from runner.geometry.transforms import invert_rigid, pose_vec_to_matrix
+
+# monodepth2 normalises inputs with these before its ImageNet encoder; kept for the same input range.
+_MEAN, _STD = 0.45, 0.225
+
+
+class ImageSizeError(ConfigError, ValueError):
+    """The image height or width is not a multiple of the network's stride (a data config problem)."""
+
+
+def _conv3x3(c_in: int, c_out: int, stride: int, separable: bool, norm: bool) -> list[nn.Module]:
+    """A 3x3 convolution, dense or depthwise-separable (Howard et al., MobileNets 2017), optionally with BN."""
+    if separable:
+        layers = [nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False),
+                  nn.Conv2d(c_in, c_out, 1, bias=not norm)]
+    else:
+        layers = [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=not norm)]
+    return [*layers, nn.BatchNorm2d(c_out)] if norm else layers
+
+
+def _block(c_in: int, c_out: int, stride: int, separable: bool, norm: bool) -> nn.Sequential:
+    return nn.Sequential(*_conv3x3(c_in, c_out, stride, separable, norm), nn.ELU(inplace=True))
+
+
+class DepthNet(nn.Module):
+    """Encoder-decoder with skip connections and multi-scale sigmoid disparities (monodepth2 layout).
+
+    Args:
+        encoder_channels: widths of the encoder stages; each stage halves the resolution, so the stride
+            of the network is ``2 ** len(encoder_channels)``.
+        decoder_channels: widths of the decoder at output scales 0 (full resolution) .. n-1, one per
+            encoder stage (monodepth2: 16, 32, 64, 128, 256).
+        num_scales: disparity outputs at scales 0 .. num_scales - 1 (monodepth2: 4).
+        separable: depthwise-separable instead of dense 3x3 convolutions.
+        encoder_norm: ``"batch"`` (BatchNorm after every encoder convolution) or ``"none"``.
+    """
+
+    def __init__(self, encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256),
+                 decoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256), num_scales: int = 4,
+                 separable: bool = False, encoder_norm: Literal["batch", "none"] = "batch"):
+        super().__init__()
+        encoder_channels, decoder_channels = tuple(encoder_channels), tuple(decoder_channels)
+        n = len(encoder_channels)
+        if n == 0 or min(encoder_channels + decoder_channels) <= 0:
+            raise ConfigError(f"depth network widths must be positive and non-empty, got encoder {encoder_channels}, "
+                              f"decoder {decoder_channels}")
+        if len(decoder_channels) != n:
+            raise ConfigError(f"decoder_channels needs one width per encoder stage ({n}), got {decoder_channels}")
+        if not 1 <= num_scales <= n:
+            raise ConfigError(f"num_scales must be in 1..{n} (the number of encoder stages), got {num_scales}")
+        if encoder_norm not in ("batch", "none"):
+            raise ConfigError(f"encoder_norm must be 'batch' or 'none', got {encoder_norm!r}")
+        self.num_scales = int(num_scales)
+        self.stride = 2**n
+        norm = encoder_norm == "batch"
+        widths = (3, *encoder_channels)
+        self.encoder = nn.ModuleList(
+            nn.Sequential(_block(widths[k], widths[k + 1], 2, separable, norm),
+                          _block(widths[k + 1], widths[k + 1], 1, separable, norm))
+            for k in range(n))
+        # Decoder level i produces scale i (resolution / 2^i) from the level below (or the bottleneck).
+        self.upconv_in = nn.ModuleList()
+        self.upconv_out = nn.ModuleList()
+        for i in range(n):
+            c_in = encoder_channels[-1] if i == n - 1 else decoder_channels[i + 1]
+            skip = encoder_channels[i - 1] if i > 0 else 0  # encoder stage i has resolution / 2^i
+            self.upconv_in.append(_block(c_in, decoder_channels[i], 1, separable, False))
+            self.upconv_out.append(_block(decoder_channels[i] + skip, decoder_channels[i], 1, separable, False))
+        self.heads = nn.ModuleList(nn.Conv2d(decoder_channels[s], 1, 3, 1, 1) for s in range(self.num_scales))
+
+    def check_image_size(self, H: int, W: int) -> None:
+        """Raise :class:`ImageSizeError` (a ValueError) naming the nearest valid sizes if H or W is not a
+        multiple of :attr:`stride`."""
+        s = self.stride
+        if H % s or W % s:
+            below = f"{max(s, H // s * s)}x{max(s, W // s * s)}"
+            above = f"{-(-H // s) * s}x{-(-W // s) * s}"
+            raise ImageSizeError(f"image size {H}x{W} is not divisible by {s}; the nearest sizes that work are "
+                                 f"{below} or {above}")
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        """Disparities at every output scale.
+
+        Args:
+            image: (B, 3, H, W) in [0, 1]; H and W multiples of :attr:`stride`.
+        Returns:
+            ``num_scales`` tensors; entry s is (B, 1, H / 2^s, W / 2^s) in (0, 1) (sigmoid), to be mapped
+            to depth by :func:`disp_to_depth`.
+        """
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"DepthNet expects (B, 3, H, W) images, got {tuple(image.shape)}")
+        self.check_image_size(*image.shape[-2:])
+        x = (image - _MEAN) / _STD
+        features = []
+        for stage in self.encoder:
+            x = stage(x)
+            features.append(x)
+        disparities = [None] * self.num_scales
+        for i in reversed(range(len(self.encoder))):
+            x = F.interpolate(self.upconv_in[i](x), scale_factor=2, mode="nearest")
+            if i > 0:
+                x = torch.cat([x, features[i - 1]], 1)
+            x = self.upconv_out[i](x)
+            if i < self.num_scales:
+                disparities[i] = torch.sigmoid(self.heads[i](x))
+        return disparities
+
+
+def disp_to_depth(disp: Tensor, min_depth: float, max_depth: float) -> Tensor:
+    """Sigmoid output -> depth through a scaled disparity (monodepth2).
+
+    ``depth = 1 / (1 / max_depth + (1 / min_depth - 1 / max_depth) * disp)``: disp 0 is max_depth and
+    disp 1 is min_depth, and the network's output is linear in inverse depth.
+
+    Args:
+        disp: (B, 1, H, W) in [0, 1].
+        min_depth, max_depth: depth range [scene units], 0 < min_depth < max_depth.
+    Returns:
+        (B, 1, H, W) depth in [min_depth, max_depth].
+    """
+    if not 0 < min_depth < max_depth:
+        raise ConfigError(f"need 0 < min_depth < max_depth, got min_depth={min_depth}, max_depth={max_depth}")
+    min_disp, max_disp = 1 / max_depth, 1 / min_depth
+    return 1 / (min_disp + (max_disp - min_disp) * disp)
+
+
+class PoseNet(nn.Module):
+    """Relative camera motion of a frame pair (the pose CNN of SfMLearner and monodepth2).
+
+    Args:
+        channels: widths of the stride-2 convolutions (monodepth2: 16, 32, 64, 128, 256, 256, 256);
+            the kernels are 7, 5, then 3.
+        input_scale: the pair is resized by this factor first (0.5 reads it at half resolution, ~4x cheaper).
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128, 256, 256, 256), input_scale: float = 1.0):
+        super().__init__()
+        channels = tuple(channels)
+        if len(channels) == 0 or min(channels) <= 0:
+            raise ConfigError(f"pose network widths must be positive and non-empty, got {channels}")
+        if not 0 < input_scale <= 1:
+            raise ConfigError(f"input_scale must be in (0, 1], got {input_scale}")
+        self.input_scale = float(input_scale)
+        layers, c = [], 6
+        for k, width in enumerate(channels):
+            kernel = (7, 5)[k] if k < 2 else 3
+            layers += [nn.Conv2d(c, width, kernel, 2, kernel // 2), nn.ReLU(inplace=True)]
+            c = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c, 6, 1)
+
+    def forward(self, pair: Tensor) -> Tensor:
+        """Motion between two frames.
+
+        Args:
+            pair: (B, 6, H, W) two RGB frames in [0, 1] concatenated along channels, ``(first, second)``.
+        Returns:
+            (B, 6): axis-angle [rad] (B, :3) and translation [scene units] (B, 3:) of ``second_from_first``,
+            the transform taking points from the first camera's frame into the second's; turn it into a
+            matrix with :func:`pose_to_matrix`.
+        """
+        if pair.dim() != 4 or pair.shape[1] != 6:
+            raise ValueError(f"PoseNet expects (B, 6, H, W) frame pairs, got {tuple(pair.shape)}")
+        x = (pair - _MEAN) / _STD
+        if self.input_scale != 1:
+            x = F.interpolate(x, scale_factor=self.input_scale, mode="area")
+        return 0.01 * self.head(self.features(x)).mean((2, 3))
+
+
+def pose_to_matrix(axisangle: Tensor, translation: Tensor, invert: bool = False) -> Tensor:
+    """(B, 3) axis-angle [rad] and (B, 3) translation -> (B, 4, 4) rigid transform ``x -> R x + t``.
+
+    With ``invert=True`` the inverse transform (monodepth2 feeds pairs in temporal order and inverts
+    the motion for sources that precede the target).
+    """
+    if axisangle.shape != translation.shape or axisangle.dim() != 2 or axisangle.shape[1] != 3:
+        raise ValueError(f"axisangle and translation must both be (B, 3), got {tuple(axisangle.shape)} and "
+                         f"{tuple(translation.shape)}")
+    M = pose_vec_to_matrix(axisangle, translation)
+    return invert_rigid(M) if invert else M
