@@ -1,0 +1,59 @@
+"""A cloth hanging from two pinned corners, released at its rest shape: recover spring stiffness and damping.
+
+The cloth is a grid of particles with structural and shear springs (:func:`runner.physics.mass_spring.cloth`),
+in the x-y plane facing the camera. Released at rest with every spring at its rest length, it sags under
+gravity and oscillates: how far and how fast tells the stiffness [N/m], how quickly the oscillation dies the
+dashpot damping [N s/m] (gradSim's cloth experiments, Jatavallabhula et al., ICLR 2021, Sec. 5.2). Rest
+lengths, particle masses and the pins are known. Particles are drawn as splats in a checkerboard of two colours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from runner.errors import ConfigError
+from runner.physics.mass_spring import MassSpring, cloth
+from tasks.physical_params.scene import FilmedScene
+
+
+class ClothScene(FilmedScene):
+    """Args (beyond :class:`FilmedScene`'s):
+        rows, cols: particle grid (≥ 2 each); the two top corners are pinned.
+        spacing: rest distance between grid neighbours [m].
+        particle_mass: mass of each particle [kg].
+        origin: (3,) position of the top-left particle [m].
+        colors: two RGB colours in [0, 1] of the checkerboard.
+    """
+
+    recoverable = ("stiffness", "damping")
+
+    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, rows: int, cols: int, spacing: float,
+                 particle_mass: float, origin: Sequence[float], colors: Sequence[Sequence[float]]):
+        super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
+        if rows < 2 or cols < 2 or not spacing > 0 or not particle_mass > 0:
+            raise ConfigError("scene: the cloth needs rows, cols >= 2, spacing [m] > 0 and particle_mass [kg] > 0")
+        if len(colors) != 2:
+            raise ConfigError(f"scene.colors must hold two RGB colours, got {len(colors)}")
+        self.rows, self.cols, self.spacing, self.particle_mass = int(rows), int(cols), spacing, particle_mass
+        self.origin = torch.tensor(list(origin), dtype=torch.float32)
+        self.checker = torch.tensor([list(c) for c in colors], dtype=torch.float32)
+
+    def check_engine(self, engine: object) -> None:
+        if not isinstance(engine, MassSpring):
+            raise ConfigError(f"scene cloth needs physics=mass_spring, got {type(engine).__name__}")
+
+    def simulate(self, engine, values, frames):
+        params, state = cloth(self.rows, self.cols, self.spacing, self.particle_mass, 1.0, 1.0)
+        params = replace(params, stiffness=values["stiffness"].to(torch.float32),
+                         damping=values["damping"].to(torch.float32))
+        state = state.replace(pos=state.pos + self.origin)
+        return engine.rollout(params, state, frames - 1, self.dt).pos
+
+    def point_style(self) -> tuple[Tensor, Tensor]:
+        r, c = torch.meshgrid(torch.arange(self.rows), torch.arange(self.cols), indexing="ij")
+        parity = ((r + c) % 2).reshape(-1)
+        return torch.full((self.rows * self.cols,), 0.6 * self.spacing), self.checker[parity]

@@ -1,0 +1,202 @@
+"""``physical_params``: recover physical parameters from a video by differentiable simulation and rendering.
+
+The gradSim recipe (Jatavallabhula et al., "gradSim: Differentiable simulation for system identification and
+visuomotor control", ICLR 2021): roll the scene out with the current parameter estimates, render the
+trajectory, compare the frames with the observed video, and follow the gradient of that pixel loss through
+renderer and simulator back to the parameters.
+
+Avoiding the "inverse crime": the ground-truth video is simulated by ``truth_physics`` (the same model with
+more substeps per frame), rendered ``supersample``² times denser and box-filtered, and corrupted by Gaussian
+pixel noise; the estimator simulates with ``physics`` and renders at the video's resolution.
+
+Observations: ``pixels`` (the default), or tracks of the scene's points, ``tracks2d`` (pixel coordinates,
+noise in px) or ``tracks3d`` (world positions, noise in m), or the user's own video (``video``, pixels).
+A scene with recorded observations of its own (the real pendulum) uses those.
+
+Optimisation: each parameter has its own group (``optim.groups.<name>.lr``) in a well-conditioned variable
+(:mod:`tasks.physical_params.parameters`). A horizon curriculum fits the first ``horizon_start`` frames
+first and reaches the whole video after ``horizon_steps`` steps, so that a periodic or bouncing motion does
+not trap a far initial guess in a local minimum of a long-horizon loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from runner.errors import ConfigError
+from runner.logging import Logger
+from runner.task import Task
+from tasks.physical_params.losses import pyramid_mse, track_mse
+from tasks.physical_params.metrics import parameter_metrics
+from tasks.physical_params.parameters import Estimates
+from tasks.physical_params.scene import OBSERVATIONS, Scene
+from tasks.physical_params.video import read_video
+
+
+class PhysicalParams(Task):
+    """Fit a scene's physical parameters to its observations.
+
+    Args:
+        scene: the filmed experiment and its parameters (prior, truth, initial guess).
+        physics: the estimator's engine.
+        truth_physics: the engine that makes the ground truth (same model, finer time step).
+        renderer: a differentiable point renderer ``(PointCloud, PinholeCamera) -> Rendered``.
+        observe: ``pixels``, ``tracks2d`` or ``tracks3d``.
+        video: a folder of frames or a video file to fit instead of the generated ground truth, or None.
+        supersample: ground-truth frames are rendered this many times denser per axis, then box-filtered (≥ 1).
+        pixel_noise: std of the Gaussian noise added to ground-truth pixels (in [0, 1] units), ≥ 0.
+        track_noise: std of the noise added to ground-truth tracks [px for tracks2d, m for tracks3d], ≥ 0.
+        pyramid_weights: weight of each level of the pixel loss, finest first (see ``pyramid_mse``).
+        track_weight: weight of the track loss.
+        horizon_start: frames fitted at step 0 (≥ 2), or None to fit the whole video from the start.
+        horizon_steps: steps over which the fitted horizon grows linearly to the whole video.
+        seed: seeds the noise and the random initial guesses.
+    """
+
+    metric = "rel_err"
+    mode = "min"
+
+    def __init__(self, scene: Scene, physics, truth_physics, renderer, observe: str = "pixels",
+                 video: str | None = None, supersample: int = 2, pixel_noise: float = 0.02,
+                 track_noise: float = 0.0, pyramid_weights: Sequence[float] = (1.0,), track_weight: float = 1.0,
+                 horizon_start: int | None = None, horizon_steps: int = 1, seed: int = 0):
+        super().__init__(seed)
+        if observe not in OBSERVATIONS:
+            raise ConfigError(f"task.observe must be one of {', '.join(OBSERVATIONS)}, got {observe!r}")
+        if video is not None and observe != "pixels":
+            raise ConfigError(f"data.video gives pixels; it needs task.observe=pixels, got {observe}")
+        if supersample < 1 or pixel_noise < 0 or track_noise < 0:
+            raise ConfigError("task.supersample must be >= 1 and task.pixel_noise, task.track_noise >= 0")
+        if horizon_start is not None and (horizon_start < 2 or horizon_steps < 1):
+            raise ConfigError("task.horizon_start must be >= 2 (or null) and task.horizon_steps >= 1")
+        scene.check_engine(physics)
+        scene.check_engine(truth_physics)
+        self.scene, self.physics, self.truth_physics, self.renderer = scene, physics, truth_physics, renderer
+        self.observe, self.video = observe, video
+        self.supersample, self.pixel_noise, self.track_noise = int(supersample), pixel_noise, track_noise
+        self.pyramid_weights, self.track_weight = list(pyramid_weights), track_weight
+        self.horizon_start, self.horizon_steps = horizon_start, int(horizon_steps)
+        self.estimates = Estimates(scene.specs, seed)
+        self.target: Tensor | None = None  # observations the loss compares with
+        self.target_frames: Tensor | None = None  # (T, H, W, 3) frames to show beside the estimate, or None
+        self._history: dict[int, dict[str, float]] = {}  # estimates per step, flushed to the logger by visuals
+
+    # ------------------------------------------------------------------ data
+    def setup(self, device: torch.device) -> None:
+        """Make (or read) the observations. The simulators run on the CPU, so the task stays there."""
+        super().setup(torch.device("cpu"))
+        recorded = self.scene.recorded()
+        if recorded is not None:
+            self.target = recorded
+            return
+        if self.video is not None:
+            self.target = read_video(self.video, self.scene.frames, self.scene.image_size)
+            self.target_frames = self.target
+            return
+        noise = torch.Generator().manual_seed(self.seed + 7919)
+        with torch.no_grad():
+            positions = self.scene.simulate(self.truth_physics, self.scene.truth(), self.scene.frames)
+            frames = self.scene.render(self.renderer, positions, self.supersample)
+            frames = (frames + self.pixel_noise * torch.randn(frames.shape, generator=noise)).clamp(0, 1)
+            self.target_frames = frames
+            if self.observe == "pixels":
+                self.target = frames
+            else:
+                tracks = self.scene.observe(self.renderer, positions, self.observe)
+                self.target = tracks + self.track_noise * torch.randn(tracks.shape, generator=noise)
+
+    # ------------------------------------------------------------------ optimisation
+    def param_groups(self) -> dict[str, list[Tensor]]:
+        return {name: [raw] for name, raw in self.estimates.raw.items()}
+
+    def horizon(self, step: int) -> int:
+        """Frames fitted at ``step``: from ``horizon_start`` up to the whole video over ``horizon_steps``."""
+        T = self.scene.frames
+        if self.horizon_start is None:
+            return T
+        grow = (T - self.horizon_start) * min(1.0, step / self.horizon_steps)
+        return min(T, self.horizon_start + math.ceil(grow))
+
+    def predict(self, frames: int) -> Tensor:
+        """The current estimate's observations of the first ``frames`` frames (differentiable)."""
+        positions = self.scene.simulate(self.physics, self.estimates.values(), frames)
+        return self.scene.observe(self.renderer, positions, self.observe)
+
+    def loss(self, step: int) -> dict[str, Tensor]:
+        values = self.estimates.values()
+        self._history[step] = {name: float(v.detach()) for name, v in values.items()}
+        pred = self.predict(self.horizon(step))
+        target = self.target[: pred.shape[0]]
+        # Keeps every estimate in the graph while the fitted frames do not depend on it yet (a bounce that
+        # comes after the horizon): its gradient is then zero instead of missing.
+        anchor = 0.0 * sum(raw.sum() for raw in self.estimates.raw.values())
+        if pred.dim() == 4:  # frames (T, H, W, 3); tracks are (T, P, D)
+            return {"pixels": pyramid_mse(pred, target, self.pyramid_weights) + anchor}
+        return {"tracks": self.track_weight * track_mse(pred, target) + anchor}
+
+    # ------------------------------------------------------------------ results
+    def current(self) -> dict[str, float]:
+        return {name: float(v.detach()) for name, v in self.estimates.values().items()}
+
+    def evaluate(self) -> dict[str, float]:
+        metrics = parameter_metrics(self.scene.specs, self.current())
+        metrics.update(self.scene.report(self.estimates.values(), self.physics))
+        errors = [v for k, v in metrics.items() if k.startswith("rel_err_")]
+        metrics["rel_err"] = max(errors) if errors else math.nan  # the worst of the parameters' and the scene's
+        return metrics
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        parts = [f"rel_err={metrics['rel_err']:.3g}"]
+        for name, spec in self.scene.specs.items():
+            truth = "" if spec.truth is None else f" (true {spec.truth:.4g})"
+            parts.append(f"{name}={metrics[name]:.4g}{spec.unit and ' ' + spec.unit}{truth}")
+        return ", ".join(parts)
+
+    def visuals(self, logger: Logger, step: int) -> None:
+        for logged_step in sorted(self._history):
+            values = self._history[logged_step]
+            logger.scalars({f"param/{n}": v for n, v in values.items()}, logged_step)
+            logger.scalars({f"param/{n}_true": s.truth for n, s in self.scene.specs.items() if s.truth is not None},
+                           logged_step)
+        self._history.clear()
+        if self.target_frames is None:
+            return
+        pair = self.side_by_side()
+        T = pair.shape[0]
+        logger.images("frames/target|estimate", pair[torch.linspace(0, T - 1, 4).round().long()], step)
+        logger.video("video/target|estimate", pair, step, fps=round(self.scene.fps))
+
+    def side_by_side(self) -> Tensor:
+        """(T, H, 2W + 2, 3) target frames | frames of the current estimate, with a grey separator."""
+        estimate = self.scene.render(self.renderer, self.scene.simulate(
+            self.physics, self.estimates.values(), self.scene.frames))
+        gap = torch.full((*estimate.shape[:2], 2, 3), 0.5)
+        return torch.cat([self.target_frames, gap, estimate], dim=2).clamp(0, 1)
+
+    def save(self, out_dir: Path) -> None:
+        """``params.json`` (estimate, truth, initial guess, prior, relative error) and ``estimate.gif``."""
+        import imageio.v3 as iio
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        metrics = self.evaluate()
+        record = {}
+        for name, spec in self.scene.specs.items():
+            record[name] = {
+                "estimate": metrics[name], "truth": spec.truth, "initial": self.estimates.initial[name],
+                "prior": [spec.low, spec.high], "space": spec.space, "unit": spec.unit,
+                "rel_err": metrics.get(f"rel_err_{name}"),
+            }
+        per_param = {key for name in record for key in (name, f"{name}_true", f"rel_err_{name}")}
+        extra = {k: v for k, v in metrics.items() if k not in per_param}
+        (out_dir / "params.json").write_text(json.dumps({"params": record, "metrics": extra}, indent=2))
+        if self.target_frames is not None:
+            with torch.no_grad():
+                pair = self.side_by_side()
+            frames = (pair.numpy() * 255).round().astype("uint8")
+            iio.imwrite(out_dir / "estimate.gif", frames, duration=1000 / self.scene.fps, loop=0)

@@ -1,0 +1,35 @@
+"""Run physical_params in-process: compose the config as `dwx run` does and drive the runner's loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from runner.cli import CONFIG_DIR
+from runner.logging import NullLogger
+from runner.loop import Loop, LoopSettings
+from runner.optim import build_optimizer, build_scheduler
+
+
+def compose_task(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=["task=physical_params", "loop.progress=off", *overrides])
+
+
+def fit(overrides: list[str]):
+    """Compose, build, set up and run the task; returns (task, final metrics)."""
+    cfg = compose_task(overrides)
+    torch.manual_seed(cfg.seed)
+    task = instantiate(cfg.task, _convert_="all")
+    task.setup(torch.device("cpu"))
+    optimizer = build_optimizer(cfg.optim, task.param_groups())
+    loop = Loop(task, optimizer, build_scheduler(cfg.scheduler, optimizer), NullLogger(),
+                LoopSettings.from_config(cfg.loop))
+    return task, loop.run().metrics
+
+
+@pytest.fixture
+def fit_scene():
+    return fit
