@@ -91,6 +91,12 @@ class Views:
     voxels: Tensor | None
 
 
+def renderer_key(renderer: Renderer) -> dict:
+    """The class and settings of a renderer, as strings: the part of a data cache key that says how
+    the targets were drawn."""
+    return {"class": type(renderer).__qualname__, **{k: repr(v) for k, v in sorted(vars(renderer).items())}}
+
+
 def render_views(renderer: Renderer, mesh: Meshes, cameras: PinholeCamera, chunk: int = 8) -> tuple[Tensor, Tensor]:
     """Render one mesh from every camera, ``chunk`` views at a time, without gradients.
 
@@ -124,7 +130,7 @@ def _unpack_mesh(data: dict) -> Meshes:
     return Meshes([data["verts"]], [data["faces"]], verts_colors=[data["colors"]])
 
 
-def embedded_views(renderer: Renderer, renderer_key: dict, views: ViewConfig, fit: list[int], category: str,
+def embedded_views(renderer: Renderer, views: ViewConfig, fit: list[int], category: str,
                    seed: int) -> Views:
     """One procedural object of ``category`` drawn from ``seed``, rendered from ``views`` (cached)."""
     if category not in CATEGORIES:
@@ -138,7 +144,7 @@ def embedded_views(renderer: Renderer, renderer_key: dict, views: ViewConfig, fi
         return {**_pack_mesh(mesh), "rgb": rgb, "alpha": alpha, "voxels": voxels(parts)}
 
     key = {"version": DATA_VERSION, "category": category, "seed": seed, "views": views.__dict__,
-           "renderer": renderer_key}
+           "renderer": renderer_key(renderer)}
     data = cached("single_view_recon/object", key, build)
     fit, heldout = split_views(cameras.batch_size, fit)
     return Views(data["rgb"], data["alpha"], cameras, fit, heldout, _unpack_mesh(data), data["voxels"])
@@ -160,7 +166,7 @@ def load_mesh(path: str | Path) -> Meshes:
     return mesh.with_verts([mesh_io.normalize_to_unit_cube(mesh.verts[0])])
 
 
-def mesh_views(renderer: Renderer, renderer_key: dict, views: ViewConfig, fit: list[int], path: str) -> Views:
+def mesh_views(renderer: Renderer, views: ViewConfig, fit: list[int], path: str) -> Views:
     """The mesh file at ``path``, normalised to the unit cube, rendered from ``views`` (cached by content)."""
     mesh = load_mesh(path)
     cameras = views.cameras()
@@ -171,7 +177,7 @@ def mesh_views(renderer: Renderer, renderer_key: dict, views: ViewConfig, fit: l
 
     stat = Path(path).expanduser().stat()
     key = {"version": DATA_VERSION, "path": str(Path(path).expanduser().resolve()), "mtime": stat.st_mtime_ns,
-           "size": stat.st_size, "views": views.__dict__, "renderer": renderer_key}
+           "size": stat.st_size, "views": views.__dict__, "renderer": renderer_key(renderer)}
     data = cached("single_view_recon/mesh", key, build)
     fit, heldout = split_views(cameras.batch_size, fit)
     return Views(data["rgb"], data["alpha"], cameras, fit, heldout, mesh, data["voxels"])
@@ -278,7 +284,7 @@ def image_views(images: list[str], masks: list[str] | None, camera: str | None, 
     return Views(rgb, mask, cameras, list(range(len(images))), [], mesh, None if mesh is None else voxels(mesh))
 
 
-def category_dataset(renderer: Renderer, renderer_key: dict, views: ViewConfig, categories: list[str],
+def category_dataset(renderer: Renderer, views: ViewConfig, categories: list[str],
                      sizes: dict[str, int], seed: int) -> dict[str, dict]:
     """Train/val/test splits of procedural objects, each rendered from every view of ``views`` (cached).
 
@@ -313,6 +319,6 @@ def category_dataset(renderer: Renderer, renderer_key: dict, views: ViewConfig, 
                     "category": torch.tensor(labels)}
 
         key = {"version": DATA_VERSION, "categories": list(categories), "split": split, "n": n, "seed": seed,
-               "views": views.__dict__, "renderer": renderer_key}
+               "views": views.__dict__, "renderer": renderer_key(renderer)}
         out[split] = cached("single_view_recon/category", key, build)
     return out

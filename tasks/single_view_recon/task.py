@@ -1,0 +1,434 @@
+"""Single-view 3D reconstruction by deforming a template sphere through a differentiable mesh renderer.
+
+Two modes, chosen with ``mode=fit|learn`` (configs/mode/):
+
+* :class:`FitRecon` optimises per-vertex offsets of an icosphere plus a global per-axis scale and a
+  translation (and optionally vertex colours) so that its soft silhouette and colour match the given
+  view(s), with Laplacian, edge-length and flatten / normal-consistency priors (Kato et al., "Neural 3D
+  Mesh Renderer", CVPR 2018; Liu et al., "Soft Rasterizer", ICCV 2019; PyTorch3D's deform and
+  fit-textured-mesh tutorials).
+* :class:`LearnRecon` trains an image encoder that predicts the same deformation from one image, with
+  the silhouettes of two random views per object as supervision (the SoftRas recipe: IoU + Laplacian +
+  flatten), and evaluates single-view on the test split against the IoU of the mean training shape.
+
+Metrics: ``iou_3d`` (voxels at 32^3, the main metric), ``chamfer``, ``fscore`` (at 0.01),
+``silhouette_iou`` at the input view(s) and ``silhouette_iou_heldout`` at the other views.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from runner.errors import ConfigError
+from runner.geometry.cameras import PinholeCamera
+from runner.geometry.mesh_io import save_obj
+from runner.geometry.meshes import Meshes
+from runner.geometry.primitives import icosphere
+from runner.logging import Logger
+from runner.losses import mesh_priors
+from runner.losses.silhouette import soft_iou
+from runner.render.base import Renderer
+from runner.task import Task
+from tasks.single_view_recon import metrics
+from tasks.single_view_recon.data import (
+    ViewConfig,
+    Views,
+    category_dataset,
+    embedded_views,
+    image_views,
+    mesh_views,
+    render_views,
+)
+from tasks.single_view_recon.models import ReconNet, deform
+
+PRIORS = ("laplacian", "edge", "flatten", "normal")
+TURNTABLE_VIEWS = 24
+
+
+def check_weights(weights: dict[str, float], allowed: tuple[str, ...]) -> dict[str, float]:
+    unknown = sorted(set(weights) - set(allowed))
+    if unknown:
+        raise ConfigError(f"task.weights: unknown term(s) {unknown}; the terms are {list(allowed)}")
+    bad = {k: v for k, v in weights.items() if not isinstance(v, (int, float)) or v < 0}
+    if bad:
+        raise ConfigError(f"task.weights must be numbers >= 0, got {bad}")
+    return {k: float(v) for k, v in weights.items()}
+
+
+def prior_terms(mesh: Meshes, weights: dict[str, float], laplacian: str) -> dict[str, Tensor]:
+    """Weighted mesh priors of a batch of deformed templates (terms with weight 0 are left out)."""
+    fns = {
+        "laplacian": lambda: mesh_priors.laplacian_smoothing(mesh, method=laplacian),
+        "edge": lambda: mesh_priors.edge_length(mesh),
+        "flatten": lambda: mesh_priors.flatten(mesh),
+        "normal": lambda: mesh_priors.normal_consistency(mesh),
+    }
+    return {k: weights[k] * fns[k]() for k in PRIORS if weights.get(k, 0.0) > 0}
+
+
+def side_by_side(*images: Tensor) -> Tensor:
+    """Concatenate (B, H, W, 3) or (B, H, W) images along the width -> (B, H, sum W, 3)."""
+    return torch.cat([im[..., None].expand(*im.shape, 3) if im.dim() == 3 else im for im in images], dim=2)
+
+
+class _Recon(Task):
+    """What both modes share: the template, the renderers and the evaluation of one mesh."""
+
+    metric = "iou_3d"
+    mode = "max"
+
+    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict,
+                 template_level: int, template_radius: float, laplacian: str, num_points: int, seed: int):
+        super().__init__(seed)
+        if laplacian not in ("uniform", "cotangent"):
+            raise ConfigError(f"task.laplacian must be uniform or cotangent, got {laplacian!r}")
+        if template_radius <= 0:
+            raise ConfigError(f"task.template_radius must be > 0, got {template_radius}")
+        self.renderer, self.gt_renderer = renderer, gt_renderer
+        try:
+            self.view_config = ViewConfig(**views)
+        except TypeError as e:
+            raise ConfigError(f"task.views: {e}") from None
+        try:
+            sphere = icosphere(template_level)
+        except ValueError as e:
+            raise ConfigError(f"task.template_level: {e}") from None
+        self.template_verts = sphere.verts[0] * template_radius
+        self.template_faces = sphere.faces[0]
+        self.laplacian = laplacian
+        self.num_points = num_points
+
+    def setup(self, device: torch.device) -> None:
+        super().setup(device)
+        self.template_verts = self.template_verts.to(device)
+        self.template_faces = self.template_faces.to(device)
+        self.templates: dict[int, Meshes] = {}
+
+    def meshes(self, verts: Tensor, colors: Tensor | None = None) -> Meshes:
+        """(B, V, 3) vertices (and (B, V, 3) colours) -> a batch of B deformed templates.
+
+        The topology caches (packed faces, edges, face adjacency of the priors) are built once per B.
+        """
+        B = verts.shape[0]
+        if B not in self.templates:
+            template = Meshes([self.template_verts] * B, [self.template_faces] * B)
+            mesh_priors.edge_faces(template)
+            template.edges_packed  # noqa: B018 (fills the cache)
+            self.templates[B] = template
+        mesh = self.templates[B].with_verts(list(verts))
+        return mesh if colors is None else mesh.with_colors(list(colors))
+
+    def mesh_metrics(self, pred: Meshes, gt: Meshes, gt_voxels: Tensor) -> dict[str, float]:
+        return {"iou_3d": metrics.iou_3d(pred, gt_voxels),
+                **metrics.surface_metrics(pred, gt, self.num_points, self.seed)}
+
+    def turntable(self, mesh: Meshes) -> Tensor:
+        """(T, H, W, 3) frames of ``mesh`` seen from an orbit at the views' elevation and distance."""
+        v = self.view_config
+        elevation = v.elevation if isinstance(v.elevation, (int, float)) else 30.0
+        config = ViewConfig(v.image_size, v.fov, v.distance, elevation, TURNTABLE_VIEWS)
+        rgb, _ = render_views(self.gt_renderer, mesh.to(self.device), config.cameras().to(self.device))
+        return rgb.clamp(0, 1).cpu()
+
+    def save_mesh(self, mesh: Meshes, out_dir: Path, name: str) -> None:
+        """``name``.obj (with vertex colours) and ``name``_turntable.gif."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_obj(out_dir / f"{name}.obj", mesh.to("cpu"))
+        frames = (self.turntable(mesh).numpy() * 255).round().astype(np.uint8)
+        iio.imwrite(out_dir / f"{name}_turntable.gif", frames, duration=80, loop=0)
+
+
+class FitRecon(_Recon):
+    """Fit a deformed icosphere to one object's silhouettes and colours at the given view(s).
+
+    Args:
+        renderer: the differentiable renderer being optimised through (``renderer=soft_mesh``).
+        gt_renderer: renders ground-truth targets and evaluation silhouettes (hard, supersampled).
+        views: :class:`~tasks.single_view_recon.data.ViewConfig` keys (image size, fov, distance, elevation,
+            azimuth) of the target views.
+        fit: indices of the views used for fitting; the others are held out.
+        data: embedded object: ``category`` and ``seed``.
+        input: the user's data: ``mesh`` (OBJ/PLY rendered from ``views``), or ``image`` (file or list),
+            ``mask`` (file(s) or null for the alpha channel), ``camera`` (YAML/JSON or null for ``views``)
+            and ``gt_mesh`` (optional, for the metrics).
+        weights: loss weights: silhouette (soft IoU), rgb (mean absolute error), laplacian, edge,
+            flatten, normal.
+        views_per_step: fit views rendered per step (a random subset when fewer than the fit views).
+        optimize_color: also optimise per-vertex colours (else they stay grey).
+        template_level: icosphere subdivision level (3: 642 vertices).
+        template_radius: radius of the initial sphere [scene units].
+        laplacian: ``uniform`` or ``cotangent`` Laplacian smoothing.
+        num_points: points sampled on each surface for chamfer and F-score.
+        seed: seed of the random view subsets and point samples.
+    """
+
+    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict,
+                 fit: list[int], data: dict, input: dict, weights: dict, views_per_step: int = 1,
+                 optimize_color: bool = True, template_level: int = 3, template_radius: float = 0.4,
+                 laplacian: str = "uniform", num_points: int = 10000, seed: int = 0):
+        super().__init__(renderer, gt_renderer, views, template_level, template_radius,
+                         laplacian, num_points, seed)
+        self.weights = check_weights(weights, ("silhouette", "rgb", *PRIORS))
+        if views_per_step < 1:
+            raise ConfigError(f"task.views_per_step must be >= 1, got {views_per_step}")
+        unknown = sorted(set(input) - {"mesh", "image", "mask", "camera", "gt_mesh"})
+        if unknown:
+            raise ConfigError(f"task.input: unknown key(s) {unknown}; use mesh, image, mask, camera, gt_mesh")
+        if input.get("mesh") and input.get("image"):
+            raise ConfigError("give either input.mesh or input.image, not both")
+        self.fit_views, self.data_config, self.input = list(fit), dict(data), dict(input)
+        self.views_per_step = views_per_step
+        self.optimize_color = optimize_color
+        if input.get("image") and not input.get("gt_mesh"):
+            self.metric = "silhouette_iou"  # nothing to compare a 3D shape with
+        V = self.template_verts.shape[0]
+        self.offsets = nn.Parameter(torch.zeros(1, V, 3))
+        self.log_scale = nn.Parameter(torch.zeros(1, 3))
+        self.translation = nn.Parameter(torch.zeros(1, 3))
+        self.color_logits = nn.Parameter(torch.zeros(1, V, 3), requires_grad=optimize_color)
+        self.views: Views | None = None
+
+    # ------------------------------------------------------------------ data
+    def load_views(self) -> Views:
+        inp, v = self.input, self.view_config
+        if inp.get("image"):
+            images = inp["image"] if isinstance(inp["image"], list) else [inp["image"]]
+            masks = inp.get("mask")
+            masks = None if masks is None else masks if isinstance(masks, list) else [masks]
+            return image_views(images, masks, inp.get("camera"), v, inp.get("gt_mesh"))
+        if inp.get("mesh"):
+            return mesh_views(self.gt_renderer, v, self.fit_views, inp["mesh"])
+        return embedded_views(self.gt_renderer, v, self.fit_views,
+                              self.data_config["category"], int(self.data_config["seed"]))
+
+    def setup(self, device: torch.device) -> None:
+        super().setup(device)
+        views = self.load_views()
+        self.views = Views(views.rgb.to(device), views.mask.to(device), views.cameras.to(device), views.fit,
+                           views.heldout, None if views.mesh is None else views.mesh.to(device),
+                           None if views.voxels is None else views.voxels.to(device))
+
+    # ------------------------------------------------------------------ optimisation
+    def param_groups(self) -> dict[str, list[Tensor]]:
+        return {"offsets": [self.offsets], "pose": [self.log_scale, self.translation], "color": [self.color_logits]}
+
+    def current(self) -> Meshes:
+        verts = deform(self.template_verts, self.offsets, self.log_scale, self.translation)
+        return self.meshes(verts, torch.sigmoid(self.color_logits))
+
+    def loss(self, step: int) -> dict[str, Tensor]:
+        fit = torch.tensor(self.views.fit)
+        if len(fit) > self.views_per_step:
+            fit = fit[torch.randperm(len(fit), generator=self.step_generator(step))[: self.views_per_step]]
+        idx = fit.tolist()
+        mesh = self.current()
+        out = self.renderer(mesh.extend(len(idx)), self.views.cameras[idx])
+        w = self.weights
+        terms = {"silhouette": w.get("silhouette", 0.0) * soft_iou(out.alpha, self.views.mask[idx])}
+        if w.get("rgb", 0.0) > 0 and self.optimize_color:
+            terms["rgb"] = w["rgb"] * (out.rgb - self.views.rgb[idx]).abs().mean()
+        return {**terms, **prior_terms(mesh, w, self.laplacian)}
+
+    # ------------------------------------------------------------------ evaluation
+    def render_eval(self, idx: list[int]) -> tuple[Tensor, Tensor]:
+        return render_views(self.gt_renderer, self.current(), self.views.cameras[idx])
+
+    def evaluate(self) -> dict[str, float]:
+        v = self.views
+        _, alpha = self.render_eval(v.fit)
+        out = {"silhouette_iou": metrics.silhouette_iou(alpha, v.mask[v.fit])}
+        if v.heldout:
+            _, alpha = self.render_eval(v.heldout)
+            out["silhouette_iou_heldout"] = metrics.silhouette_iou(alpha, v.mask[v.heldout])
+        if v.mesh is not None:
+            out.update(self.mesh_metrics(self.current(), v.mesh, v.voxels))
+        return out
+
+    def visuals(self, logger: Logger, step: int) -> None:
+        v = self.views
+        for tag, idx in (("fit", v.fit[:4]), ("heldout", v.heldout[:: max(1, len(v.heldout) // 4)][:4])):
+            if idx:
+                rgb, alpha = self.render_eval(idx)
+                logger.images(f"{tag}/target_vs_silhouette_vs_rgb",
+                              side_by_side(v.rgb[idx], v.mask[idx], alpha, rgb), step)
+        mesh = self.current()
+        logger.mesh("mesh", mesh.verts[0], mesh.faces[0], mesh.verts_colors[0], step)
+        logger.video("turntable", self.turntable(mesh), step)
+
+    def save(self, out_dir: Path) -> None:
+        with torch.no_grad():
+            self.save_mesh(self.current(), out_dir, "reconstruction")
+
+
+class LearnRecon(_Recon):
+    """Train an encoder to predict the template deformation from one RGBA image of a category.
+
+    Args:
+        renderer: the differentiable renderer trained through (``renderer=soft_mesh``).
+        gt_renderer: renders the data set and evaluation silhouettes (hard, supersampled).
+        views: :class:`~tasks.single_view_recon.data.ViewConfig` keys of every object's views.
+        data: ``categories`` (list), objects per category ``train``, ``val``, ``test``, and ``seed``.
+        weights: loss weights: silhouette (soft IoU, both views), laplacian, edge, flatten, normal.
+        batch_size: objects per step (each seen from two random views).
+        latent: size of the encoder's latent code.
+        template_level: icosphere subdivision level (3: 642 vertices).
+        template_radius: radius of the template sphere [scene units].
+        laplacian: ``uniform`` or ``cotangent``.
+        num_points: points sampled on each surface for chamfer and F-score.
+        seed: seed of the batches.
+    """
+
+    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
+                 weights: dict, batch_size: int = 16, latent: int = 256, template_level: int = 3,
+                 template_radius: float = 0.4, laplacian: str = "uniform", num_points: int = 2000, seed: int = 0):
+        super().__init__(renderer, gt_renderer, views, template_level, template_radius,
+                         laplacian, num_points, seed)
+        self.weights = check_weights(weights, ("silhouette", *PRIORS))
+        if batch_size < 1:
+            raise ConfigError(f"task.batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.data_config = dict(data)
+        for split in ("train", "val", "test"):
+            if int(self.data_config.get(split, 0)) < 1:
+                raise ConfigError(f"task.data.{split} must be >= 1 objects per category")
+        self.net = ReconNet(self.template_verts.shape[0], self.view_config.image_size, latent)
+
+    # ------------------------------------------------------------------ data
+    def setup(self, device: torch.device) -> None:
+        super().setup(device)
+        d = self.data_config
+        self.splits = category_dataset(self.gt_renderer, self.view_config,
+                                       list(d["categories"]), {s: int(d[s]) for s in ("train", "val", "test")},
+                                       int(d["seed"]))
+        self.cameras = self.view_config.cameras().to(device)
+        self.voxels = {s: self.splits[s]["voxels"].to(device) for s in ("train", "val", "test")}
+        self.baseline_iou = self.mean_shape_iou()
+
+    def num_objects(self, split: str) -> int:
+        return len(self.splits[split]["verts"])
+
+    def gt_mesh(self, split: str, i: int) -> Meshes:
+        s = self.splits[split]
+        return Meshes([s["verts"][i]], [s["faces"][i]])
+
+    def inputs(self, split: str, objects: Tensor, views: Tensor) -> Tensor:
+        """(N,) objects and (N,) views -> (N, 4, H, W) RGBA network inputs in [0, 1]."""
+        images = self.splits[split]["images"][objects, views]
+        return images.to(self.device).permute(0, 3, 1, 2).float() / 255.0
+
+    def mean_shape_iou(self) -> float:
+        """IoU on the test split of the mean training shape: the mean training occupancy, thresholded at
+        the level that maximises the mean IoU on the training set."""
+        train, test = self.voxels["train"].float(), self.voxels["test"]
+        mean = train.mean(0)
+
+        def score(shape: Tensor, grids: Tensor) -> float:
+            inter = (shape & grids).flatten(1).sum(1).float()
+            union = (shape | grids).flatten(1).sum(1).float().clamp(min=1)
+            return float((inter / union).mean())
+
+        best = max((score(mean > t, train.bool()), t) for t in np.linspace(0.05, 0.95, 19))[1]
+        return score(mean > best, test)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.data_config["train"] * len(self.data_config["categories"]) / self.batch_size)
+
+    # ------------------------------------------------------------------ training
+    def param_groups(self) -> dict[str, list[Tensor]]:
+        return {"encoder": list(self.net.encoder.parameters()), "decoder": list(self.net.decoder.parameters())}
+
+    def predict(self, images: Tensor) -> Tensor:
+        """(N, 4, H, W) -> (N, V, 3) deformed template vertices."""
+        offsets, log_scale, translation = self.net(images)
+        return deform(self.template_verts, offsets, log_scale, translation)
+
+    def loss(self, step: int) -> dict[str, Tensor]:
+        g = self.step_generator(step)
+        n, V = self.num_objects("train"), self.cameras.batch_size
+        objects = torch.randint(n, (self.batch_size,), generator=g)
+        first = torch.randint(V, (self.batch_size,), generator=g)
+        second = (first + 1 + torch.randint(V - 1, (self.batch_size,), generator=g)) % V  # a different view
+        verts = self.predict(self.inputs("train", objects, first))
+        mesh = self.meshes(verts)
+        views = torch.stack([first, second], 1).reshape(-1)  # (2B,): both views of object 0, then 1, ...
+        out = self.renderer(mesh.extend(2), self.cameras[views.tolist()])
+        target = self.splits["train"]["images"][objects.repeat_interleave(2), views][..., 3].to(self.device) / 255.0
+        w = self.weights
+        return {"silhouette": w.get("silhouette", 0.0) * soft_iou(out.alpha, target),
+                **prior_terms(mesh, w, self.laplacian)}
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_views(self, split: str) -> Tensor:
+        """One input view per object, spread over the orbit: object i is seen from view 7 i mod V."""
+        return (torch.arange(self.num_objects(split)) * 7) % self.cameras.batch_size
+
+    def split_metrics(self, split: str, surface: bool) -> dict[str, float]:
+        n = self.num_objects(split)
+        views = self.eval_views(split)
+        verts = torch.cat([self.predict(self.inputs(split, torch.arange(i, min(i + 64, n)), views[i : i + 64]))
+                           for i in range(0, n, 64)])
+        ious, chamfers, fscores = [], [], []
+        for i in range(n):
+            pred = self.meshes(verts[i : i + 1])
+            ious.append(metrics.iou_3d(pred, self.voxels[split][i]))
+            if surface:
+                s = metrics.surface_metrics(pred, self.gt_mesh(split, i), self.num_points, self.seed)
+                chamfers.append(s["chamfer"])
+                fscores.append(s["fscore"])
+        out = {"iou_3d": float(np.mean(ious))}
+        if surface:
+            out.update(chamfer=float(np.mean(chamfers)), fscore=float(np.mean(fscores)))
+            out.update(self.silhouette_metrics(split, verts, views))
+        return out
+
+    def silhouette_metrics(self, split: str, verts: Tensor, views: Tensor) -> dict[str, float]:
+        """Silhouette IoU at each object's input view and at the opposite (held-out) view."""
+        V = self.cameras.batch_size
+        masks = self.splits[split]["images"][..., 3]
+        out = {}
+        for name, idx in (("silhouette_iou", views), ("silhouette_iou_heldout", (views + V // 2) % V)):
+            alphas = []
+            for i in range(0, len(verts), 16):
+                mesh = self.meshes(verts[i : i + 16])
+                alphas.append(self.gt_renderer(mesh, self.cameras[idx[i : i + 16].tolist()]).alpha)
+            target = masks[torch.arange(len(verts)), idx].to(self.device).float() / 255.0
+            out[name] = metrics.silhouette_iou(torch.cat(alphas), target)
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        self.net.eval()
+        test = self.split_metrics("test", surface=True)
+        val = self.split_metrics("val", surface=False)
+        self.net.train()
+        return {**test, "val_iou_3d": val["iou_3d"], "baseline_iou_3d": self.baseline_iou}
+
+    def summary(self, metrics_: dict[str, float]) -> str:
+        return f"iou_3d={metrics_['iou_3d']:.4g} (mean-shape baseline {metrics_['baseline_iou_3d']:.4g})"
+
+    def visuals(self, logger: Logger, step: int) -> None:
+        self.net.eval()
+        objects = torch.arange(min(4, self.num_objects("test")))
+        views = self.eval_views("test")[objects]
+        verts = self.predict(self.inputs("test", objects, views))
+        mesh = self.meshes(verts)
+        out = self.gt_renderer(mesh, self.cameras[views.tolist()])
+        images = self.splits["test"]["images"][objects, views].to(self.device).float() / 255.0
+        logger.images("test/input_vs_silhouette_vs_rgb", side_by_side(images[..., :3], images[..., 3], out.alpha,
+                                                                       out.rgb), step)
+        first = self.meshes(verts[:1])
+        logger.mesh("mesh", first.verts[0], first.faces[0], None, step)
+        logger.video("turntable", self.turntable(first), step)
+        self.net.train()
+
+    def save(self, out_dir: Path) -> None:
+        self.net.eval()
+        with torch.no_grad():
+            views = self.eval_views("test")[:1]
+            verts = self.predict(self.inputs("test", torch.arange(1), views))
+            self.save_mesh(self.meshes(verts), out_dir, "test_object_0")
