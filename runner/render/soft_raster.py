@@ -191,7 +191,7 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
                                       blur_px2, cull_backfaces, max_pairs)
         keep = _nearest_k(pix, zbuf, batch_size * H * W, faces_per_pixel)
         if keep is not None:
-            pix, face = pix[keep], face[keep]
+            pix, face = pix.index_select(0, keep), face.index_select(0, keep)
     col = (pix % W).to(face_uv.dtype)
     row = ((pix // W) % H).to(face_uv.dtype)
     corners = [x[:, k].index_select(0, face) for k in range(3) for x in (u, v)]
@@ -276,20 +276,22 @@ def _candidates(u: Tensor, v: Tensor, z: Tensor, valid: Tensor, face_to_image: T
     for s, e in zip(bounds[:-1], bounds[1:]):
         # rows: one entry per (face, row) of the chunk; pairs: one per (face, row, column)
         row_face = torch.repeat_interleave(ny[s:e]) + s
-        row = _local_index(ny[s:e]) + y0[row_face]
-        row_len = nx[row_face]
+        row = _local_index(ny[s:e]) + y0.index_select(0, row_face)
+        row_len = nx.index_select(0, row_face)
         pair_row = torch.repeat_interleave(row_len)
-        col = _local_index(row_len) + x0[row_face[pair_row]]
-        row = row[pair_row]
-        f = ids[row_face[pair_row]]
+        pair_face = row_face.index_select(0, pair_row)
+        col = _local_index(row_len) + x0.index_select(0, pair_face)
+        row = row.index_select(0, pair_row)
+        f = ids.index_select(0, pair_face)
         dist, inside, l = _pair_geometry(col.to(u.dtype), row.to(u.dtype),
                                          *[c.index_select(0, f) for c in corners])
         hit = torch.nonzero(inside | (dist <= blur_px2)).squeeze(1)
-        f = f[hit]
-        lc = [lk[hit].clamp(min=0) for lk in l]
+        f = f.index_select(0, hit)
+        lc = [lk.index_select(0, hit).clamp_(min=0) for lk in l]
         inv_z = sum(lc[k] / zs[k].index_select(0, f) for k in range(3))
         out_z.append((lc[0] + lc[1] + lc[2]) / inv_z)
-        out_pix.append(((face_to_image.index_select(0, f) * H + row[hit]) * W + col[hit]))
+        image = face_to_image.index_select(0, f)
+        out_pix.append((image * H + row.index_select(0, hit)) * W + col.index_select(0, hit))
         out_face.append(f)
     if not out_pix:
         empty = torch.zeros(0, dtype=torch.int64, device=u.device)
@@ -305,7 +307,7 @@ def _local_index(counts: Tensor) -> Tensor:
 
 
 def _nearest_k(pix: Tensor, zbuf: Tensor, num_pixels: int, K: int, bins: int = 128) -> Tensor | None:
-    """Indices of the fragments that are among the K nearest of their pixel; None if all are.
+    """Indices (ascending) of the fragments among the K nearest of their pixel; None if all are.
 
     A radix select: depths of the pixels with more than K fragments are binned (a monotone map, so
     bins preserve the order); fragments in bins before each pixel's K-th one are kept, those after are
@@ -315,22 +317,25 @@ def _nearest_k(pix: Tensor, zbuf: Tensor, num_pixels: int, K: int, bins: int = 1
     if pix.shape[0] == 0 or int(counts.max()) <= K:
         return None
     is_crowded = counts > K
-    crowded = is_crowded[pix]
-    slot = torch.cumsum(is_crowded, 0) - 1  # compact index of each crowded pixel
+    crowded = is_crowded.index_select(0, pix)
     idx = torch.nonzero(crowded).squeeze(1)
-    cid, cz = slot[pix[idx]], zbuf[idx]
+    slot = torch.cumsum(is_crowded, 0) - 1  # compact index of each crowded pixel
+    cid = slot.index_select(0, pix.index_select(0, idx))
+    cz = zbuf.index_select(0, idx)
     lo, hi = cz.min(), cz.max()
     scale = (bins - 1) / (hi - lo).clamp(min=torch.finfo(cz.dtype).tiny)
-    b = ((cz - lo) * scale).long().clamp(0, bins - 1)
+    b = ((cz - lo) * scale).long().clamp_(0, bins - 1)
     n_crowded = int(is_crowded.sum())
     cum = torch.bincount(cid * bins + b, minlength=n_crowded * bins).reshape(n_crowded, bins).cumsum(1)
     kth_bin = (cum < K).sum(1)  # the bin holding each pixel's K-th nearest fragment
     before = torch.where(kth_bin > 0, cum.gather(1, (kth_bin - 1).clamp(min=0)[:, None]).squeeze(1), 0)
-    pb = kth_bin[cid]
-    sure = idx[b < pb]
+    pb = kth_bin.index_select(0, cid)
+    keep = ~crowded
+    keep[idx.masked_select(b < pb)] = True
     tie = torch.nonzero(b == pb).squeeze(1)
-    order = depth_order(cid[tie], cz[tie])
-    ranked = tie[order]
-    rank = rank_in_pixel(cid[ranked], n_crowded)
-    chosen = idx[ranked[rank < (K - before)[cid[ranked]]]]
-    return torch.cat([torch.nonzero(~crowded).squeeze(1), sure, chosen])
+    tie_cid = cid.index_select(0, tie)
+    ranked = tie.index_select(0, depth_order(tie_cid, cz.index_select(0, tie)))
+    ranked_cid = cid.index_select(0, ranked)
+    rank = rank_in_pixel(ranked_cid, n_crowded)
+    keep[idx.index_select(0, ranked.masked_select(rank < (K - before).index_select(0, ranked_cid)))] = True
+    return torch.nonzero(keep).squeeze(1)
