@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from runner.geometry.cameras import PinholeCamera
-from runner.geometry.meshes import Meshes
 from runner.geometry.mesh_io import load_obj
+from runner.geometry.meshes import Meshes
 from runner.geometry.primitives import icosphere
 from runner.losses.silhouette import silhouette_l2, soft_iou
 from runner.render.shading import DirectionalLight
@@ -222,6 +222,7 @@ def test_armadillo_256_has_bounded_memory(tmp_path):
     path = shared_data("meshes", "armadillo.obj")
     script = f"""
 import resource, torch
+torch.set_num_threads(1)  # memory, not speed, is measured here
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.mesh_io import load_obj
 from runner.render.soft_mesh import SoftMeshRenderer

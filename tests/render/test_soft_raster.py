@@ -118,7 +118,10 @@ def test_sparse_equals_naive_backward():
     dense, (pf, bary, zbuf, dist) = run_both(meshes, cams, 2e-2, 4)
     w = torch.randn_like(dense.dist, generator=torch.Generator().manual_seed(0))
     mask = pf >= 0
-    loss = lambda d, z, b: ((d * w)[mask].sum() + (z * w)[mask].sum() + (b.sum(-1) * w + b[..., 0])[mask].sum())
+
+    def loss(d, z, b):
+        return (d * w)[mask].sum() + (z * w)[mask].sum() + (b.sum(-1) * w + b[..., 0])[mask].sum()
+
     grads = torch.autograd.grad(loss(dense.dist, dense.zbuf, dense.bary), [*meshes.verts, cams.cam_from_world],
                                 retain_graph=True)  # the projection is shared with the reference
     grads_ref = torch.autograd.grad(loss(dist, zbuf, bary), [*meshes.verts, cams.cam_from_world])
