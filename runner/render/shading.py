@@ -69,7 +69,8 @@ def pixel_image(frags: SparseFragments) -> Tensor:
 def interpolate(face_values: Tensor, frags: SparseFragments) -> Tensor:
     """Interpolate per-face-vertex values (F, 3, C) at the fragments with ``bary_clipped``; (M, C)."""
     v = face_values.index_select(0, frags.face)  # (M, 3, C)
-    return (frags.bary_clipped[..., None] * v).sum(1)
+    b = frags.bary_clipped
+    return b[:, 0:1] * v[:, 0] + b[:, 1:2] * v[:, 1] + b[:, 2:3] * v[:, 2]  # faster than a sum over 3 on a CPU
 
 
 def sample_texture(meshes: Meshes, frags: SparseFragments) -> Tensor:
