@@ -24,6 +24,7 @@ def dwx_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(ROOT), env.get("PYTHONPATH", "")])
     env.pop("HYDRA_FULL_ERROR", None)
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny test configs: threads only add contention
     env.update(extra)
     return env
 

@@ -1,0 +1,322 @@
+"""Unsupervised monocular depth and ego-motion from video (SfMLearner, Zhou et al. CVPR 2017;
+monodepth2, Godard et al. ICCV 2019).
+
+A DepthNet predicts the disparity of a target frame, a PoseNet the motion to each source frame of
+the window; the sources are inverse-warped into the target view and compared photometrically. No
+depth label is used in training; ground truth only enters :meth:`DepthFromVideo.evaluate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from runner.errors import ConfigError, InputError
+from runner.geometry.warping import warp_frame
+from runner.logging import Logger
+from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
+from runner.losses.smoothness import edge_aware_smoothness
+from runner.task import Task
+from tasks.depth_from_video.data import Sequence, Splits
+from tasks.depth_from_video.metrics import (
+    absolute_trajectory_error,
+    align_scale,
+    baseline_constant_depth,
+    compute_depth_metrics,
+    garg_crop_mask,
+)
+from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth, pose_to_matrix
+
+
+class DepthFromVideo(Task):
+    """Train DepthNet + PoseNet by view synthesis on a video data source; evaluate depth and poses.
+
+    Args:
+        data: a source with ``load() -> Splits`` (see :mod:`tasks.depth_from_video.data`).
+        depth_net: the disparity network (multi-scale outputs, sigmoid).
+        pose_net: the relative-pose network (axis-angle + translation).
+        frame_window: frame offsets of the snippet, 0 the target (monodepth2: [-1, 0, 1]).
+        batch_size: snippets per step.
+        min_depth, max_depth: the disparity sigmoid maps to depth in [min_depth, max_depth] [scene units].
+        scales: output scales that enter the loss (0 = full resolution); each is upsampled to full
+            resolution before warping (monodepth2's full-resolution multi-scale).
+        photometric_weight: weight of the photometric (SSIM + L1) reprojection term.
+        ssim_alpha: SSIM share of the photometric error (0.85).
+        smoothness_weight: weight of the edge-aware smoothness on mean-normalised disparity (1e-3).
+        min_reprojection: per-pixel minimum over the sources (monodepth2) instead of their mean (SfMLearner).
+        automask: ignore pixels where not warping matches better than warping (static pixels).
+        color_jitter: max brightness/contrast/saturation change of the network inputs (0 = off).
+        flip: probability of a horizontal flip of a snippet.
+        eval_scaling: ``median`` (per image), ``gt`` (per-image ground-truth scale), or ``none``.
+        eval_min_depth, eval_max_depth: ground-truth caps for evaluation [scene units].
+        garg_crop: evaluate only inside the Garg crop (KITTI).
+        seed: batch and augmentation seed.
+    """
+
+    metric = "abs_rel"
+    mode = "min"
+
+    def __init__(self, data, depth_net: DepthNet, pose_net: PoseNet, frame_window: list[int] = (-1, 0, 1),
+                 batch_size: int = 8, min_depth: float = 0.1, max_depth: float = 100.0,
+                 scales: list[int] = (0, 1, 2, 3), photometric_weight: float = 1.0, ssim_alpha: float = 0.85,
+                 smoothness_weight: float = 1e-3, min_reprojection: bool = True, automask: bool = True,
+                 color_jitter: float = 0.2, flip: float = 0.5, eval_scaling: str = "median",
+                 eval_min_depth: float = 1e-3, eval_max_depth: float = 80.0, garg_crop: bool = False, seed: int = 0):
+        super().__init__(seed)
+        window = [int(o) for o in frame_window]
+        if 0 not in window or len(window) < 2 or len(set(window)) != len(window):
+            raise ConfigError(f"task.frame_window must hold 0 (the target) and at least one source, got {window}")
+        if batch_size < 1:
+            raise ConfigError(f"task.batch_size must be >= 1, got {batch_size}")
+        if not 0 < min_depth < max_depth:
+            raise ConfigError(f"need 0 < task.min_depth < task.max_depth, got {min_depth}, {max_depth}")
+        if eval_scaling not in ("median", "gt", "none"):
+            raise ConfigError(f"task.eval_scaling must be median, gt or none, got {eval_scaling!r}")
+        bad_scales = [s for s in scales if not 0 <= s < depth_net.num_scales]
+        if bad_scales or not scales:
+            raise ConfigError(f"task.scales must be a non-empty subset of 0..{depth_net.num_scales - 1}, got {list(scales)}")
+        self.data = data
+        self.depth_net, self.pose_net = depth_net, pose_net
+        self.sources = [o for o in window if o != 0]
+        self.window = window
+        self.batch_size = int(batch_size)
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.scales = sorted(int(s) for s in scales)
+        self.photometric_weight, self.ssim_alpha = float(photometric_weight), float(ssim_alpha)
+        self.smoothness_weight = float(smoothness_weight)
+        self.use_min_reprojection, self.use_automask = bool(min_reprojection), bool(automask)
+        self.color_jitter, self.flip = float(color_jitter), float(flip)
+        self.eval_scaling = eval_scaling
+        self.eval_min_depth, self.eval_max_depth, self.garg_crop = float(eval_min_depth), float(eval_max_depth), garg_crop
+        self.splits: Splits | None = None
+        self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
+        self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
+
+    # ------------------------------------------------------------------ data
+    def setup(self, device):
+        super().setup(device)
+        splits = self.data.load()
+        for seq in splits.train + splits.test:
+            self.depth_net.check_image_size(*seq.image_size)
+        sizes = {seq.image_size for seq in splits.train}
+        if len(sizes) > 1:
+            raise InputError(f"training sequences differ in image size: {sorted(sizes)}")
+        lo, hi = min(self.window), max(self.window)
+        need = hi - lo + 1
+        snippets = [(i, t) for i, seq in enumerate(splits.train) for t in range(-lo, len(seq) - hi)]
+        if not snippets:
+            longest = max(len(s) for s in splits.train)
+            raise InputError(f"the frame window {self.window} needs sequences of at least {need} frames; the longest "
+                             f"training sequence has {longest}")
+        self.snippets = torch.tensor(snippets, dtype=torch.int64)
+        self.splits = Splits([_to(s, device) for s in splits.train], [_to(s, device) for s in splits.test])
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.snippets) // self.batch_size)
+
+    def param_groups(self):
+        return {"depth": list(self.depth_net.parameters()), "pose": list(self.pose_net.parameters())}
+
+    def _batch(self, step: int) -> tuple[Tensor, list[Tensor], Tensor, Tensor, torch.Generator]:
+        """Target (B,3,H,W), sources [(B,3,H,W)] in window order, K (B,3,3), flip mask (B,) for one step."""
+        g = self.step_generator(step)
+        pick = self.snippets[torch.randint(len(self.snippets), (self.batch_size,), generator=g)]
+        seqs = [self.splits.train[i] for i in pick[:, 0].tolist()]
+        t = pick[:, 1].tolist()
+        target = torch.stack([s.frames[ti] for s, ti in zip(seqs, t)])
+        sources = [torch.stack([s.frames[ti + o] for s, ti in zip(seqs, t)]) for o in self.sources]
+        K = torch.stack([s.K for s in seqs])
+        flip = torch.rand(self.batch_size, generator=g) < self.flip
+        if flip.any():
+            f = flip.to(self.device)
+            W = target.shape[-1]
+            target = torch.where(f[:, None, None, None], target.flip(-1), target)
+            sources = [torch.where(f[:, None, None, None], s.flip(-1), s) for s in sources]
+            K = K.clone()
+            K[:, 0, 2] = torch.where(f, W - 1 - K[:, 0, 2], K[:, 0, 2])
+        return target, sources, K, flip, g
+
+    def _jitter(self, images: list[Tensor], g: torch.Generator) -> list[Tensor]:
+        """The same random brightness, contrast and saturation change for every frame of a snippet."""
+        if self.color_jitter <= 0:
+            return images
+        B = images[0].shape[0]
+        j = self.color_jitter
+        factors = (1 + (torch.rand(3, B, 1, 1, 1, generator=g) * 2 - 1) * j).to(images[0].device)
+        out = []
+        for img in images:
+            gray = img.mean(1, keepdim=True)
+            img = img * factors[0]
+            img = (img - img.mean((1, 2, 3), keepdim=True)) * factors[1] + img.mean((1, 2, 3), keepdim=True)
+            img = (img - gray) * factors[2] + gray
+            out.append(img.clamp(0, 1))
+        return out
+
+    # ------------------------------------------------------------------ model
+    def predict_disparities(self, images: Tensor) -> list[Tensor]:
+        """(B,3,H,W) -> [(B,1,H/2^s,W/2^s)] sigmoid disparities for every scale."""
+        return self.depth_net(images)
+
+    def predict_depth(self, images: Tensor) -> Tensor:
+        """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units]."""
+        return disp_to_depth(self.predict_disparities(images)[0], self.min_depth, self.max_depth)[:, 0]
+
+    def relative_pose(self, target: Tensor, source: Tensor, offset: int) -> Tensor:
+        """(B,4,4) ``src_from_dst``: the transform taking target-camera points into the source camera.
+
+        Frames are fed in temporal order and the result inverted for past sources (monodepth2).
+        """
+        pair = torch.cat([source, target], 1) if offset < 0 else torch.cat([target, source], 1)
+        motion = self.pose_net(pair)  # (B, 6): second_from_first
+        return pose_to_matrix(motion[:, :3], motion[:, 3:], invert=offset < 0)
+
+    # ------------------------------------------------------------------ loss
+    def loss(self, step: int) -> dict[str, Tensor]:
+        target, sources, K, _, g = self._batch(step)
+        inputs = self._jitter([target, *sources], g)
+        disps = self.predict_disparities(inputs[0])
+        poses = [self.relative_pose(inputs[0], src, o) for src, o in zip(inputs[1:], self.sources)]
+        H, W = target.shape[-2:]
+        identity = [photometric_error(src, target, self.ssim_alpha) for src in sources] if self.use_automask else None
+        photometric, smooth = 0.0, 0.0
+        for s in self.scales:
+            disp = disps[s]
+            disp_full = F.interpolate(disp, size=(H, W), mode="bilinear", align_corners=False) if s else disp
+            depth = disp_to_depth(disp_full, self.min_depth, self.max_depth)
+            warped, errors = [], []
+            for src, src_from_dst in zip(sources, poses):
+                w, _ = warp_frame(src, depth, src_from_dst, K, padding="border")
+                warped.append(w)
+                errors.append(photometric_error(w, target, self.ssim_alpha))
+            reproj = min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)
+            if self.use_automask:
+                mask = automask(errors, identity, generator=g)
+                photometric = photometric + (reproj * mask).sum() / mask.sum().clamp(min=1)
+            else:
+                mask = None
+                photometric = photometric + reproj.mean()
+            scaled = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target
+            smooth = smooth + edge_aware_smoothness(disp, scaled) / 2**s
+            if s == 0:
+                self._last = {"target": target.detach(), "warped": warped[0].detach(),
+                              "mask": None if mask is None else mask.detach()}
+        n = len(self.scales)
+        return {"photometric": self.photometric_weight * photometric / n, "smoothness": self.smoothness_weight * smooth / n}
+
+    # ------------------------------------------------------------------ evaluation
+    def _test_predictions(self) -> list[tuple[Sequence, Tensor]]:
+        self.depth_net.eval()
+        out = []
+        for seq in self.splits.test:
+            depth = torch.cat([self.predict_depth(chunk) for chunk in torch.split(seq.frames, 16)])
+            out.append((seq, depth))
+        self.depth_net.train()
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        per_image, baseline = [], []
+        for seq, pred in self._test_predictions():
+            if seq.depth is None:
+                continue
+            for t in range(len(seq)):
+                gt = seq.depth[t]
+                mask = (gt > self.eval_min_depth) & (gt < self.eval_max_depth)
+                if self.garg_crop:
+                    mask = mask & garg_crop_mask(*gt.shape, device=gt.device)
+                if mask.sum() < 10:
+                    continue
+                scaled = align_scale(pred[t], gt, mask, method=self.eval_scaling)
+                scaled = scaled.clamp(self.eval_min_depth, self.eval_max_depth)
+                per_image.append(compute_depth_metrics(scaled, gt, mask))
+                baseline.append(baseline_constant_depth(gt, mask))
+        if not per_image:
+            raise InputError("no test frame has ground-truth depth: evaluation needs depth (data.depth_path, or a "
+                             "source with depth)")
+        metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
+        metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
+        metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
+        ate = self._pose_ate()
+        if ate is not None:
+            metrics["ate"] = ate
+        return metrics
+
+    def _pose_ate(self) -> float | None:
+        """Mean ATE over test sequences with ground-truth poses: chained predicted motion, scale-aligned."""
+        errors = []
+        self.pose_net.eval()
+        for seq in self.splits.test:
+            if seq.cam_from_world is None or len(seq) < 3:
+                continue
+            current, following = seq.frames[:-1], seq.frames[1:]
+            rel = torch.cat([self.relative_pose(a, b, 1) for a, b in zip(torch.split(current, 16),
+                                                                            torch.split(following, 16))])
+            # rel: (T-1, 4, 4), camera t+1 from camera t
+            poses = [torch.eye(4, device=rel.device)]
+            for M in rel:
+                poses.append(M @ poses[-1])  # cam_t_from_cam_0
+            errors.append(absolute_trajectory_error(torch.stack(poses), seq.cam_from_world @ torch.linalg.inv(
+                seq.cam_from_world[0])))
+        self.pose_net.train()
+        return float(np.mean(errors)) if errors else None
+
+    # ------------------------------------------------------------------ visuals and artifacts
+    def visuals(self, logger: Logger, step: int) -> None:
+        seq = self.splits.test[0]
+        frames = seq.frames[:: max(1, len(seq) // 4)][:4]
+        self.depth_net.eval()
+        disp = self.predict_disparities(frames)[0][:, 0]
+        self.depth_net.train()
+        logger.images("test/input", frames.permute(0, 2, 3, 1), step)
+        logger.images("test/disparity", disp, step)
+        if seq.depth is not None:
+            gt = seq.depth[:: max(1, len(seq) // 4)][:4]
+            logger.images("test/gt_inverse_depth", torch.where(gt > 0, 1 / gt.clamp(min=1e-3), 0), step)
+            pred = disp_to_depth(disp[:, None], self.min_depth, self.max_depth)[:, 0]
+            err = torch.zeros_like(gt)
+            for i in range(len(gt)):
+                m = gt[i] > 0
+                if m.any():
+                    s = align_scale(pred[i], gt[i], m, method="median")
+                    err[i] = torch.where(m, (s - gt[i]).abs() / gt[i].clamp(min=1e-3), 0)
+            logger.images("test/abs_rel_error", err, step)
+        if self._last:
+            side = torch.cat([self._last["target"][:2], self._last["warped"][:2]], -1).permute(0, 2, 3, 1)
+            logger.images("train/target_vs_warped_source", side, step)
+            if self._last["mask"] is not None:
+                logger.images("train/automask", self._last["mask"][:2, 0], step)
+
+    def save(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"depth_net": self.depth_net.state_dict(), "pose_net": self.pose_net.state_dict(),
+                    "min_depth": self.min_depth, "max_depth": self.max_depth}, out_dir / "weights.pt")
+        for seq, pred in self._test_predictions():
+            folder = out_dir / "test_depth" / seq.name
+            write_depth_maps(pred, folder)
+        (out_dir / "README.txt").write_text(
+            "weights.pt: depth_net and pose_net state dicts (torch.load(..., weights_only=True)).\n"
+            "test_depth/<sequence>/<frame>.npy: predicted depth in the network's own (monocular, unknown) scale;\n"
+            "<frame>.png: the same as 16-bit PNG in 1/1000 units.\n")
+
+    def summary(self, metrics):
+        text = f"abs_rel={metrics['abs_rel']:.4f} (constant-depth baseline {metrics['baseline_abs_rel']:.4f}), a1={metrics['a1']:.3f}"
+        if "ate" in metrics:
+            text += f", ATE={metrics['ate']:.4f}"
+        return text
+
+
+def write_depth_maps(depth: Tensor, folder: Path) -> None:
+    """(T, H, W) depth -> ``folder/<t:06d>.npy`` (float32) and ``.png`` (uint16, x1000)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, d in enumerate(depth.detach().cpu().numpy()):
+        np.save(folder / f"{t:06d}.npy", d.astype(np.float32))
+        iio.imwrite(folder / f"{t:06d}.png", np.clip(d * 1000, 0, 65535).round().astype(np.uint16))
+
+
+def _to(seq: Sequence, device) -> Sequence:
+    move = (lambda x: None if x is None else x.to(device))
+    return Sequence(seq.name, seq.frames.to(device), seq.K.to(device), move(seq.depth), move(seq.cam_from_world))

@@ -1,0 +1,124 @@
+"""depth_from_video end to end: a tiny real training run, the CLI, artifacts, prediction, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from runner.errors import ConfigError, InputError
+from runner.logging import NullLogger
+from tasks.depth_from_video.data import StreetVideos
+from tasks.depth_from_video.models import DepthNet, PoseNet
+from tasks.depth_from_video.task import DepthFromVideo
+from tests.conftest import read_metrics, run_dwx
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DWX_CACHE", str(tmp_path / "cache"))
+
+
+def tiny_task(frames=12, image_size=(32, 96), window=(-1, 0, 1), **kwargs):
+    data = StreetVideos(train_sequences=2, test_sequences=1, frames_per_sequence=frames, image_size=image_size)
+    return DepthFromVideo(data, DepthNet([8, 16, 24, 32, 48], [8, 8, 16, 24, 32]),
+                          PoseNet([8, 16, 32, 32, 64], input_scale=1.0), frame_window=list(window), batch_size=4,
+                          scales=[0, 1], **kwargs)
+
+
+def test_the_ground_truth_pose_and_depth_explain_the_target():
+    """With true depth and true relative pose the warped source reproduces the target photometrically."""
+    from runner.geometry.warping import warp_frame
+    from runner.losses.photometric import photometric_error
+
+    task = tiny_task(image_size=(64, 192))
+    task.setup(torch.device("cpu"))
+    seq = task.splits.train[0]
+    t = 5
+    depth = seq.depth[t][None, None]
+    src_from_dst = (seq.cam_from_world[t + 1] @ torch.linalg.inv(seq.cam_from_world[t]))[None]
+    warped, valid = warp_frame(seq.frames[t + 1][None], depth, src_from_dst, seq.K[None])
+    err = photometric_error(warped, seq.frames[t][None])
+    wrong, _ = warp_frame(seq.frames[t + 1][None], depth * 0.5, src_from_dst, seq.K[None])
+    err_wrong = photometric_error(wrong, seq.frames[t][None])
+    m = valid.bool()
+    assert err[m].median() < 0.05 and err[m].mean() < 0.5 * err_wrong[m].mean()
+
+
+def test_training_lowers_the_loss_and_beats_the_constant_baseline():
+    torch.manual_seed(0)
+    task = tiny_task()
+    task.setup(torch.device("cpu"))
+    opt = torch.optim.Adam(task.parameters(), lr=2e-3)
+    losses = []
+    for step in range(150):
+        opt.zero_grad()
+        total = sum(task.loss(step).values())
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+    with torch.no_grad():
+        metrics = task.evaluate()
+    assert np.mean(losses[-20:]) < 0.8 * np.mean(losses[:20])
+    assert metrics["abs_rel"] < metrics["baseline_abs_rel"] - 0.03, metrics
+    assert {"sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "ate", "baseline_a1"} <= set(metrics)
+
+
+def test_visuals_and_artifacts(tmp_path):
+    task = tiny_task()
+    task.setup(torch.device("cpu"))
+    task.loss(0)
+    with torch.no_grad():
+        task.visuals(NullLogger(), 0)
+    task.save(tmp_path)
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    assert set(state) == {"depth_net", "pose_net", "min_depth", "max_depth"}
+    name = task.splits.test[0].name
+    depth = np.load(tmp_path / "test_depth" / name / "000000.npy")
+    assert depth.shape == (32, 96) and (depth >= task.min_depth).all()
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"image_size": (30, 96)}, ConfigError, r"image size 30x96 is not divisible by 32.*32x96 or 32x96|nearest sizes"),
+    ({"frames": 4, "window": (-2, 0, 2)}, InputError, "needs sequences of at least 5 frames"),
+])
+def test_bad_input(kwargs, error, message):
+    with pytest.raises((error, ValueError), match=message):
+        tiny_task(**kwargs).setup(torch.device("cpu"))
+
+
+def test_bad_window_is_a_config_error():
+    with pytest.raises(ConfigError, match="frame_window must hold 0"):
+        tiny_task(window=(-1, 1))
+
+
+@pytest.mark.slow
+def test_cli_run_export_and_predict(tmp_path):
+    env_cache = {"DWX_CACHE": str(tmp_path / "cache")}
+    from tests.conftest import dwx_env
+
+    env = dwx_env(**env_cache)
+    run_dir = tmp_path / "run"
+    out = run_dwx("run", "task=depth_from_video", "experiment=depth_tiny", "loop.steps=10", "loop.eval_every=5",
+                  f"hydra.run.dir={run_dir}", env=env)
+    assert out.returncode == 0, out.stderr
+    m = read_metrics(run_dir)
+    assert m["status"] == "completed" and m["main_metric"] == "abs_rel" and m["mode"] == "min"
+    assert {"abs_rel", "baseline_abs_rel", "a1", "ate"} <= set(m["metrics"])
+    assert (run_dir / "artifacts" / "weights.pt").is_file()
+
+    export = tmp_path / "export"
+    out = run_dwx("data", "export", str(export), "task=depth_from_video", "experiment=depth_tiny", env=env)
+    assert out.returncode == 0, out.stderr
+    frames = export / "test" / "street_test_00" / "frames"
+    assert len(list(frames.glob("*.png"))) == 12
+    assert json.loads((export / "test" / "street_test_00" / "intrinsics.json").read_text())["width"] == 96
+
+    out = run_dwx("predict", str(run_dir), str(frames), "--out", str(tmp_path / "pred"), env=env)
+    assert out.returncode == 0, out.stderr
+    assert len(list((tmp_path / "pred").glob("*.npy"))) == 12
+
+    out = run_dwx("predict", str(run_dir), str(tmp_path / "missing"), env=env)
+    assert out.returncode == 2 and out.stderr.startswith("dwx: error: data.path: not found")
