@@ -63,14 +63,21 @@ def throughput(overrides: list[str], steps: int = 20) -> None:
     ips = task.batch_size / statistics.median(times)
     ref = MONODEPTH2_IMAGES_PER_S.get(size)
     ratio = f"{ips / ref:.1f}x monodepth2 ({ref} images/s)" if ref else "no monodepth2 reference at this size"
-    print(f"throughput {size[0]}x{size[1]} batch {task.batch_size}: {ips:.1f} images/s (median of {steps} steps) = {ratio}")
+    print(
+        f"throughput {size[0]}x{size[1]} batch {task.batch_size}: {ips:.1f} images/s "
+        f"(median of {steps} steps) = {ratio}"
+    )
 
 
 def run_dwx(args: list[str]) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", *args, f"hydra.run.dir={tmp}/run"],
-                              cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner.cli", "run", *args, f"hydra.run.dir={tmp}/run"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - t
         if proc.returncode != 0:
             print(proc.stderr[-3000:])
@@ -81,9 +88,11 @@ def run_dwx(args: list[str]) -> tuple[dict, float]:
 def report(name: str, m: dict, wall: float) -> None:
     x = m["metrics"]
     ate = f"  ATE {x['ate']:.4f}" if "ate" in x else ""
-    print(f"{name}: abs_rel {x['abs_rel']:.4f} (constant-depth baseline {x['baseline_abs_rel']:.4f})  "
-          f"a1 {x['a1']:.3f}  rmse {x['rmse']:.3f}{ate}  steps {m['steps']}  wall {wall:.0f} s "
-          f"(including data generation on a cold cache)")
+    print(
+        f"{name}: abs_rel {x['abs_rel']:.4f} (constant-depth baseline {x['baseline_abs_rel']:.4f})  "
+        f"a1 {x['a1']:.3f}  rmse {x['rmse']:.3f}{ate}  steps {m['steps']}  wall {wall:.0f} s "
+        f"(including data generation on a cold cache)"
+    )
 
 
 def main() -> None:

@@ -113,9 +113,18 @@ class StreetVideos:
         seed: data seed.
     """
 
-    def __init__(self, train_sequences: int = 6, test_sequences: int = 2, frames_per_sequence: int = 60,
-                 image_size: tuple[int, int] = (96, 320), speed: float = 0.5, yaw_rate: float = 0.01,
-                 supersample: int = 1, depth_noise: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        train_sequences: int = 6,
+        test_sequences: int = 2,
+        frames_per_sequence: int = 60,
+        image_size: tuple[int, int] = (96, 320),
+        speed: float = 0.5,
+        yaw_rate: float = 0.01,
+        supersample: int = 1,
+        depth_noise: float = 0.0,
+        seed: int = 0,
+    ):
         if train_sequences < 1 or test_sequences < 1:
             raise ConfigError("data.train_sequences and data.test_sequences must be >= 1")
         if frames_per_sequence < 3:
@@ -133,10 +142,11 @@ class StreetVideos:
         data = cached("depth_from_video_streets", self.key(), self._generate)
         sequences = [
             Sequence(name, frames.permute(0, 3, 1, 2).float() / 255, K, depth, poses)
-            for name, frames, K, depth, poses in zip(data["names"], data["frames"], data["K"], data["depth"],
-                                                     data["poses"])
+            for name, frames, K, depth, poses in zip(
+                data["names"], data["frames"], data["K"], data["depth"], data["poses"]
+            )
         ]
-        return Splits(sequences[: self.train_sequences], sequences[self.train_sequences:])
+        return Splits(sequences[: self.train_sequences], sequences[self.train_sequences :])
 
     def _generate(self) -> dict:
         from runner.render.raycast import RaycastRenderer, forward_camera_path, make_street_scene
@@ -186,8 +196,10 @@ def read_intrinsics(path: str | Path) -> tuple[Tensor, tuple[int, int]]:
     need = ("fx", "fy", "cx", "cy", "width", "height")
     missing = [k for k in need if not isinstance(d, dict) or k not in d]
     if missing:
-        raise InputError(f"data.intrinsics: {path} lacks {', '.join(missing)} (needs fx, fy, cx, cy in pixels and "
-                         "the width, height of the image they refer to)")
+        raise InputError(
+            f"data.intrinsics: {path} lacks {', '.join(missing)} (needs fx, fy, cx, cy in pixels and "
+            "the width, height of the image they refer to)"
+        )
     K = PinholeCamera.intrinsics(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]))[0]
     return K, (int(d["height"]), int(d["width"]))
 
@@ -223,8 +235,10 @@ def read_frames(path: str | Path) -> Tensor:
         sizes = {tuple(f.shape[-2:]) for f in frames}
         if len(sizes) > 1:
             first = next(f for f, img in zip(files, frames) if tuple(img.shape[-2:]) != tuple(frames[0].shape[-2:]))
-            raise InputError(f"data.path: frames differ in size ({sorted(sizes)}), e.g. {files[0].name} and "
-                             f"{first.name}; resize them to one size first")
+            raise InputError(
+                f"data.path: frames differ in size ({sorted(sizes)}), e.g. {files[0].name} and "
+                f"{first.name}; resize them to one size first"
+            )
         return torch.stack(frames)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"data.path: {path} is neither a folder of frames nor a video ({', '.join(VIDEO_SUFFIXES)})")
@@ -248,8 +262,15 @@ class FramesVideo:
         frame_stride: use every k-th frame (more parallax for slow cameras).
     """
 
-    def __init__(self, path: str, intrinsics: str, image_size: tuple[int, int] = (96, 320),
-                 test_fraction: float = 0.2, depth_path: str | None = None, frame_stride: int = 1):
+    def __init__(
+        self,
+        path: str,
+        intrinsics: str,
+        image_size: tuple[int, int] = (96, 320),
+        test_fraction: float = 0.2,
+        depth_path: str | None = None,
+        frame_stride: int = 1,
+    ):
         if path is None or intrinsics is None:
             raise ConfigError("data=frames needs data.path=<folder or video> and data.intrinsics=<yaml/json>")
         if not 0 <= test_fraction < 1:
@@ -264,8 +285,10 @@ class FramesVideo:
         if tuple(frames.shape[-2:]) != k_size:
             h, w = frames.shape[-2:]
             if abs(h / w - k_size[0] / k_size[1]) > 0.01:
-                raise InputError(f"data.intrinsics refer to {k_size[1]}x{k_size[0]} images but the frames are {w}x{h} "
-                                 "with another aspect ratio; give intrinsics for the frames' size")
+                raise InputError(
+                    f"data.intrinsics refer to {k_size[1]}x{k_size[0]} images but the frames are {w}x{h} "
+                    "with another aspect ratio; give intrinsics for the frames' size"
+                )
             K = rescale_K(K, k_size, (h, w))
         depth = read_depth_folder(self.depth_path)[:: self.frame_stride] if self.depth_path else None
         if depth is not None and len(depth) != len(frames):
@@ -299,15 +322,21 @@ def split_sequence(seq: Sequence, test_fraction: float) -> Splits:
     T = len(seq)
     n_test = int(round(T * test_fraction))
     if test_fraction > 0 and (n_test < 3 or T - n_test < 3):
-        raise InputError(f"{T} frames are too few to hold out {test_fraction:.0%} for testing with 3 frames on each "
-                         "side; give more frames or data.test_fraction=0")
+        raise InputError(
+            f"{T} frames are too few to hold out {test_fraction:.0%} for testing with 3 frames on each "
+            "side; give more frames or data.test_fraction=0"
+        )
     if n_test == 0:
         return Splits([seq], [seq])
 
     def part(sl: slice, suffix: str) -> Sequence:
-        return Sequence(f"{seq.name}_{suffix}", seq.frames[sl], seq.K,
-                        None if seq.depth is None else seq.depth[sl],
-                        None if seq.cam_from_world is None else seq.cam_from_world[sl])
+        return Sequence(
+            f"{seq.name}_{suffix}",
+            seq.frames[sl],
+            seq.K,
+            None if seq.depth is None else seq.depth[sl],
+            None if seq.cam_from_world is None else seq.cam_from_world[sl],
+        )
 
     return Splits([part(slice(0, T - n_test), "train")], [part(slice(T - n_test, T), "test")])
 
@@ -315,8 +344,13 @@ def split_sequence(seq: Sequence, test_fraction: float) -> Splits:
 def _finish(seq: Sequence, image_size: tuple[int, int]) -> Sequence:
     """Resize frames and depth to ``image_size`` and rescale K."""
     size = seq.image_size
-    return Sequence(seq.name, resize_frames(seq.frames, image_size), rescale_K(seq.K, size, image_size),
-                    None if seq.depth is None else resize_depth(seq.depth, image_size), seq.cam_from_world)
+    return Sequence(
+        seq.name,
+        resize_frames(seq.frames, image_size),
+        rescale_K(seq.K, size, image_size),
+        None if seq.depth is None else resize_depth(seq.depth, image_size),
+        seq.cam_from_world,
+    )
 
 
 class SevenScenes:
@@ -333,8 +367,9 @@ class SevenScenes:
         test_fraction: the last fraction of the (strided) frames is held out for evaluation.
     """
 
-    def __init__(self, root: str, image_size: tuple[int, int] = (96, 128), frame_stride: int = 2,
-                 test_fraction: float = 0.0):
+    def __init__(
+        self, root: str, image_size: tuple[int, int] = (96, 128), frame_stride: int = 2, test_fraction: float = 0.0
+    ):
         if root is None:
             raise ConfigError("data=seven_scenes needs data.root=<folder with frames/ and camera-intrinsics.txt>")
         self.root, self.image_size = Path(root), tuple(int(s) for s in image_size)
@@ -354,8 +389,9 @@ class SevenScenes:
         stems = [p.name.split(".")[0] for p in colour]
         depth = torch.stack([read_depth(frames_dir / f"{s}.depth.png") for s in stems])
         depth[depth >= 65.535] = 0.0  # 7-Scenes marks invalid depth with 65535 as well as 0
-        world_from_cam = torch.stack([torch.from_numpy(np.loadtxt(frames_dir / f"{s}.pose.txt", dtype=np.float32))
-                                      for s in stems])
+        world_from_cam = torch.stack(
+            [torch.from_numpy(np.loadtxt(frames_dir / f"{s}.pose.txt", dtype=np.float32)) for s in stems]
+        )
         seq = Sequence(self.root.name, frames, K, depth, invert_rigid(world_from_cam))
         return split_sequence(_finish(seq, self.image_size), self.test_fraction)
 
@@ -375,8 +411,13 @@ class KittiRaw:
         image_size: (H, W).
     """
 
-    def __init__(self, root: str, train_split: str = "splits/train_files.txt",
-                 test_split: str = "splits/test_files.txt", image_size: tuple[int, int] = (96, 320)):
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "splits/train_files.txt",
+        test_split: str = "splits/test_files.txt",
+        image_size: tuple[int, int] = (96, 320),
+    ):
         if root is None:
             raise ConfigError("data=kitti needs data.root=<KITTI raw folder>")
         self.root, self.image_size = Path(root), tuple(int(s) for s in image_size)
@@ -411,8 +452,9 @@ class KittiRaw:
         poses = None
         if (folder / "poses.txt").is_file():
             rows = np.loadtxt(folder / "poses.txt", dtype=np.float32).reshape(-1, 3, 4)[indices]
-            world_from_cam = torch.cat([torch.from_numpy(rows), torch.tensor([[[0, 0, 0, 1.0]]]).expand(len(rows), 1, 4)],
-                                       1)
+            world_from_cam = torch.cat(
+                [torch.from_numpy(rows), torch.tensor([[[0, 0, 0, 1.0]]]).expand(len(rows), 1, 4)], 1
+            )
             poses = invert_rigid(world_from_cam)
         return _finish(Sequence(drive.replace("/", "_"), frames, K, depth, poses), self.image_size)
 
@@ -454,8 +496,11 @@ def export_splits(splits: Splits, out_dir: str | Path) -> Path:
             (kdir / "image_02" / "data").mkdir(parents=True, exist_ok=True)
             H, W = seq.image_size
             K = seq.K.tolist()
-            (plain / "intrinsics.json").write_text(json.dumps(
-                {"fx": K[0][0], "fy": K[1][1], "cx": K[0][2], "cy": K[1][2], "width": W, "height": H}, indent=2))
+            (plain / "intrinsics.json").write_text(
+                json.dumps(
+                    {"fx": K[0][0], "fy": K[1][1], "cx": K[0][2], "cy": K[1][2], "width": W, "height": H}, indent=2
+                )
+            )
             if calib_K is None:
                 calib_K = seq.K
             elif not torch.allclose(calib_K, seq.K):

@@ -22,8 +22,9 @@ def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 1
     """
     config, weights = run_dir / ".hydra" / "config.yaml", run_dir / "artifacts" / "weights.pt"
     if not config.is_file() or not weights.is_file():
-        raise InputError(f"{run_dir} is not a finished depth_from_video run (needs .hydra/config.yaml and "
-                         "artifacts/weights.pt)")
+        raise InputError(
+            f"{run_dir} is not a finished depth_from_video run (needs .hydra/config.yaml and artifacts/weights.pt)"
+        )
     cfg = OmegaConf.load(config)
     if not str(cfg.task.get("_target_", "")).endswith("DepthFromVideo"):
         raise InputError(f"{run_dir} is a run of {cfg.task.get('_target_')}, not of task=depth_from_video")

@@ -61,12 +61,29 @@ class DepthFromVideo(Task):
     metric = "abs_rel"
     mode = "min"
 
-    def __init__(self, data, depth_net: DepthNet, pose_net: PoseNet, frame_window: list[int] = (-1, 0, 1),
-                 batch_size: int = 8, min_depth: float = 0.1, max_depth: float = 100.0,
-                 scales: list[int] = (0, 1, 2, 3), photometric_weight: float = 1.0, ssim_alpha: float = 0.85,
-                 smoothness_weight: float = 1e-3, min_reprojection: bool = True, automask: bool = True,
-                 color_jitter: float = 0.2, flip: float = 0.5, eval_scaling: str = "median",
-                 eval_min_depth: float = 1e-3, eval_max_depth: float = 80.0, garg_crop: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        data,
+        depth_net: DepthNet,
+        pose_net: PoseNet,
+        frame_window: list[int] = (-1, 0, 1),
+        batch_size: int = 8,
+        min_depth: float = 0.1,
+        max_depth: float = 100.0,
+        scales: list[int] = (0, 1, 2, 3),
+        photometric_weight: float = 1.0,
+        ssim_alpha: float = 0.85,
+        smoothness_weight: float = 1e-3,
+        min_reprojection: bool = True,
+        automask: bool = True,
+        color_jitter: float = 0.2,
+        flip: float = 0.5,
+        eval_scaling: str = "median",
+        eval_min_depth: float = 1e-3,
+        eval_max_depth: float = 80.0,
+        garg_crop: bool = False,
+        seed: int = 0,
+    ):
         super().__init__(seed)
         window = [int(o) for o in frame_window]
         if 0 not in window or len(window) < 2 or len(set(window)) != len(window):
@@ -79,7 +96,9 @@ class DepthFromVideo(Task):
             raise ConfigError(f"task.eval_scaling must be median, gt or none, got {eval_scaling!r}")
         bad_scales = [s for s in scales if not 0 <= s < depth_net.num_scales]
         if bad_scales or not scales:
-            raise ConfigError(f"task.scales must be a non-empty subset of 0..{depth_net.num_scales - 1}, got {list(scales)}")
+            raise ConfigError(
+                f"task.scales must be a non-empty subset of 0..{depth_net.num_scales - 1}, got {list(scales)}"
+            )
         self.data = data
         self.depth_net, self.pose_net = depth_net, pose_net
         self.sources = [o for o in window if o != 0]
@@ -92,7 +111,11 @@ class DepthFromVideo(Task):
         self.use_min_reprojection, self.use_automask = bool(min_reprojection), bool(automask)
         self.color_jitter, self.flip = float(color_jitter), float(flip)
         self.eval_scaling = eval_scaling
-        self.eval_min_depth, self.eval_max_depth, self.garg_crop = float(eval_min_depth), float(eval_max_depth), garg_crop
+        self.eval_min_depth, self.eval_max_depth, self.garg_crop = (
+            float(eval_min_depth),
+            float(eval_max_depth),
+            garg_crop,
+        )
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
         self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
@@ -111,8 +134,10 @@ class DepthFromVideo(Task):
         snippets = [(i, t) for i, seq in enumerate(splits.train) for t in range(-lo, len(seq) - hi)]
         if not snippets:
             longest = max(len(s) for s in splits.train)
-            raise InputError(f"the frame window {self.window} needs sequences of at least {need} frames; the longest "
-                             f"training sequence has {longest}")
+            raise InputError(
+                f"the frame window {self.window} needs sequences of at least {need} frames; the longest "
+                f"training sequence has {longest}"
+            )
         self.snippets = torch.tensor(snippets, dtype=torch.int64)
         self.splits = Splits([_to(s, device) for s in splits.train], [_to(s, device) for s in splits.test])
 
@@ -203,10 +228,16 @@ class DepthFromVideo(Task):
             scaled = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target
             smooth = smooth + edge_aware_smoothness(disp, scaled) / 2**s
             if s == 0:
-                self._last = {"target": target.detach(), "warped": warped[0].detach(),
-                              "mask": None if mask is None else mask.detach()}
+                self._last = {
+                    "target": target.detach(),
+                    "warped": warped[0].detach(),
+                    "mask": None if mask is None else mask.detach(),
+                }
         n = len(self.scales)
-        return {"photometric": self.photometric_weight * photometric / n, "smoothness": self.smoothness_weight * smooth / n}
+        return {
+            "photometric": self.photometric_weight * photometric / n,
+            "smoothness": self.smoothness_weight * smooth / n,
+        }
 
     # ------------------------------------------------------------------ evaluation
     def _test_predictions(self) -> list[tuple[Sequence, Tensor]]:
@@ -235,8 +266,9 @@ class DepthFromVideo(Task):
                 per_image.append(compute_depth_metrics(scaled, gt, mask))
                 baseline.append(baseline_constant_depth(gt, mask))
         if not per_image:
-            raise InputError("no test frame has ground-truth depth: evaluation needs depth (data.depth_path, or a "
-                             "source with depth)")
+            raise InputError(
+                "no test frame has ground-truth depth: evaluation needs depth (data.depth_path, or a source with depth)"
+            )
         metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
         metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
         metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
@@ -253,14 +285,18 @@ class DepthFromVideo(Task):
             if seq.cam_from_world is None or len(seq) < 3:
                 continue
             current, following = seq.frames[:-1], seq.frames[1:]
-            rel = torch.cat([self.relative_pose(a, b, 1) for a, b in zip(torch.split(current, 16),
-                                                                            torch.split(following, 16))])
+            rel = torch.cat(
+                [self.relative_pose(a, b, 1) for a, b in zip(torch.split(current, 16), torch.split(following, 16))]
+            )
             # rel: (T-1, 4, 4), camera t+1 from camera t
             poses = [torch.eye(4, device=rel.device)]
             for M in rel:
                 poses.append(M @ poses[-1])  # cam_t_from_cam_0
-            errors.append(absolute_trajectory_error(torch.stack(poses), seq.cam_from_world @ torch.linalg.inv(
-                seq.cam_from_world[0])))
+            errors.append(
+                absolute_trajectory_error(
+                    torch.stack(poses), seq.cam_from_world @ torch.linalg.inv(seq.cam_from_world[0])
+                )
+            )
         self.pose_net.train()
         return float(np.mean(errors)) if errors else None
 
@@ -292,18 +328,27 @@ class DepthFromVideo(Task):
 
     def save(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"depth_net": self.depth_net.state_dict(), "pose_net": self.pose_net.state_dict(),
-                    "min_depth": self.min_depth, "max_depth": self.max_depth}, out_dir / "weights.pt")
+        torch.save(
+            {
+                "depth_net": self.depth_net.state_dict(),
+                "pose_net": self.pose_net.state_dict(),
+                "min_depth": self.min_depth,
+                "max_depth": self.max_depth,
+            },
+            out_dir / "weights.pt",
+        )
         for seq, pred in self._test_predictions():
             folder = out_dir / "test_depth" / seq.name
             write_depth_maps(pred, folder)
         (out_dir / "README.txt").write_text(
             "weights.pt: depth_net and pose_net state dicts (torch.load(..., weights_only=True)).\n"
             "test_depth/<sequence>/<frame>.npy: predicted depth in the network's own (monocular, unknown) scale;\n"
-            "<frame>.png: the same as 16-bit PNG in 1/1000 units.\n")
+            "<frame>.png: the same as 16-bit PNG in 1/1000 units.\n"
+        )
 
     def summary(self, metrics):
-        text = f"abs_rel={metrics['abs_rel']:.4f} (constant-depth baseline {metrics['baseline_abs_rel']:.4f}), a1={metrics['a1']:.3f}"
+        text = (f"abs_rel={metrics['abs_rel']:.4f} (constant-depth baseline {metrics['baseline_abs_rel']:.4f}), "
+                f"a1={metrics['a1']:.3f}")
         if "ate" in metrics:
             text += f", ATE={metrics['ate']:.4f}"
         return text
@@ -318,5 +363,7 @@ def write_depth_maps(depth: Tensor, folder: Path) -> None:
 
 
 def _to(seq: Sequence, device) -> Sequence:
-    move = (lambda x: None if x is None else x.to(device))
+    def move(x: Tensor | None) -> Tensor | None:
+        return None if x is None else x.to(device)
+
     return Sequence(seq.name, seq.frames.to(device), seq.K.to(device), move(seq.depth), move(seq.cam_from_world))

@@ -76,24 +76,31 @@ def _write_frames(folder, n, size=(24, 64), seed=0):
 
 
 def _write_intrinsics(path, width=64, height=24):
-    path.write_text(json.dumps({"fx": 30.0, "fy": 30.0, "cx": (width - 1) / 2, "cy": (height - 1) / 2,
-                                "width": width, "height": height}))
+    path.write_text(
+        json.dumps(
+            {"fx": 30.0, "fy": 30.0, "cx": (width - 1) / 2, "cy": (height - 1) / 2, "width": width, "height": height}
+        )
+    )
     return path
 
 
 def test_frames_folder_rescales_intrinsics(tmp_path):
     _write_frames(tmp_path / "f", 10)
-    src = FramesVideo(str(tmp_path / "f"), str(_write_intrinsics(tmp_path / "k.json")), image_size=(48, 128),
-                      test_fraction=0.3)
+    src = FramesVideo(
+        str(tmp_path / "f"), str(_write_intrinsics(tmp_path / "k.json")), image_size=(48, 128), test_fraction=0.3
+    )
     splits = src.load()
     assert len(splits.train[0]) == 7 and len(splits.test[0]) == 3
     K = splits.train[0].K
     assert K[0, 0].item() == pytest.approx(60.0) and K[0, 2].item() == pytest.approx(63.5)
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"fx": 1.0, "fy": 1.0}, "lacks cx, cy, width, height"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"fx": 1.0, "fy": 1.0}, "lacks cx, cy, width, height"),
+    ],
+)
 def test_bad_intrinsics(tmp_path, content, message):
     path = tmp_path / "k.yaml"
     path.write_text(json.dumps(content))

@@ -23,9 +23,15 @@ def _cache(tmp_path, monkeypatch):
 
 def tiny_task(frames=12, image_size=(32, 96), window=(-1, 0, 1), **kwargs):
     data = StreetVideos(train_sequences=2, test_sequences=1, frames_per_sequence=frames, image_size=image_size)
-    return DepthFromVideo(data, DepthNet([8, 16, 24, 32, 48], [8, 8, 16, 24, 32]),
-                          PoseNet([8, 16, 32, 32, 64], input_scale=1.0), frame_window=list(window), batch_size=4,
-                          scales=[0, 1], **kwargs)
+    return DepthFromVideo(
+        data,
+        DepthNet([8, 16, 24, 32, 48], [8, 8, 16, 24, 32]),
+        PoseNet([8, 16, 32, 32, 64], input_scale=1.0),
+        frame_window=list(window),
+        batch_size=4,
+        scales=[0, 1],
+        **kwargs,
+    )
 
 
 def test_the_ground_truth_pose_and_depth_explain_the_target():
@@ -80,10 +86,17 @@ def test_visuals_and_artifacts(tmp_path):
     assert depth.shape == (32, 96) and (depth >= task.min_depth).all()
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"image_size": (30, 96)}, ConfigError, r"image size 30x96 is not divisible by 32.*32x96 or 32x96|nearest sizes"),
-    ({"frames": 4, "window": (-2, 0, 2)}, InputError, "needs sequences of at least 5 frames"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            {"image_size": (30, 96)},
+            ConfigError,
+            r"image size 30x96 is not divisible by 32.*32x96 or 32x96|nearest sizes",
+        ),
+        ({"frames": 4, "window": (-2, 0, 2)}, InputError, "needs sequences of at least 5 frames"),
+    ],
+)
 def test_bad_input(kwargs, error, message):
     with pytest.raises((error, ValueError), match=message):
         tiny_task(**kwargs).setup(torch.device("cpu"))
@@ -101,8 +114,15 @@ def test_cli_run_export_and_predict(tmp_path):
 
     env = dwx_env(**env_cache)
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=depth_from_video", "experiment=depth_tiny", "loop.steps=10", "loop.eval_every=5",
-                  f"hydra.run.dir={run_dir}", env=env)
+    out = run_dwx(
+        "run",
+        "task=depth_from_video",
+        "experiment=depth_tiny",
+        "loop.steps=10",
+        "loop.eval_every=5",
+        f"hydra.run.dir={run_dir}",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     m = read_metrics(run_dir)
     assert m["status"] == "completed" and m["main_metric"] == "abs_rel" and m["mode"] == "min"
