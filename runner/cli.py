@@ -174,9 +174,25 @@ def run(args: list[str]) -> int:
 
     from runner.app import run_job
 
+    _register_sweeper()
     sys.argv = ["dwx run", *args]
     hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")(run_job)()
     return 0
+
+
+def _register_sweeper() -> None:
+    """Make dwx's Optuna sweeper known to Hydra (``hparams_search=<task>`` selects it).
+
+    Hydra finds plugins by scanning the ``hydra_plugins`` package on disk, which an editable install
+    hides; registering the class directly works for every kind of install.
+    """
+    try:
+        from hydra_plugins.dwx_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
+    except ImportError:  # the `launchers` extra is not installed: hparams_search is not available
+        return
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(ResumableOptunaSweeper)
 
 
 def _split(args: list[str]) -> tuple[dict[str, str | bool], list[str], list[str]]:
