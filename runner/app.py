@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -22,8 +23,25 @@ from runner.record import RunRecord
 log = logging.getLogger("dwx")
 
 
-def configure_torch(cfg: DictConfig):
-    """Seed every generator, set threads and determinism, and return the chosen device."""
+def threads_per_job(launcher: DictConfig, cores: int) -> int | None:
+    """Torch threads for one job of a sweep whose jobs run side by side on this machine.
+
+    With Hydra's joblib launcher, ``cores // parallel jobs`` (at least 1), so that the jobs do not
+    oversubscribe the CPU; joblib's ``n_jobs=-1`` means one job per core, ``-2`` all cores but one.
+    None (torch's default) for every other launcher.
+    """
+    if not str(launcher.get("_target_", "")).endswith(".JoblibLauncher"):
+        return None
+    n_jobs = int(launcher.n_jobs)
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    return max(1, cores // parallel)
+
+
+def configure_torch(cfg: DictConfig, threads: int | None = None):
+    """Seed every generator, set threads and determinism, and return the chosen device.
+
+    ``threads`` is used when ``cfg.threads`` is null (e.g. :func:`threads_per_job`).
+    """
     import numpy as np
     import torch
 
@@ -32,8 +50,9 @@ def configure_torch(cfg: DictConfig):
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (users' code may draw from the global generator)
     torch.manual_seed(cfg.seed)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads if cfg.threads is not None else threads
+    if threads is not None:
+        torch.set_num_threads(threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
@@ -73,6 +92,7 @@ def run_job(cfg: DictConfig) -> float:
     started = time.perf_counter()
     loop = None
     try:
+        import torch
         from hydra.utils import instantiate
 
         from runner.checkpoint import load_checkpoint
@@ -81,7 +101,7 @@ def run_job(cfg: DictConfig) -> float:
         from runner.validation import validate
 
         validate(cfg)
-        device = configure_torch(cfg)
+        device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
         task = instantiate(cfg.task, _convert_="all")
         record.update(main_metric=task.metric, mode=task.mode)
         logger = instantiate(cfg.logger)
@@ -96,7 +116,14 @@ def run_job(cfg: DictConfig) -> float:
             loop.load_state_dict(load_checkpoint(Path(cfg.resume) / "checkpoints" / "last.pt", map_location=device))
             log.info("resumed from %s at step %d", cfg.resume, loop.step)
         logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=False) + "\n```", loop.step)
-        log.info("task %s on %s, %d steps -> %s", record.data["task"], device, loop.total_steps, run_dir)
+        log.info(
+            "task %s on %s (%d torch threads), %d steps -> %s",
+            record.data["task"],
+            device,
+            torch.get_num_threads(),
+            loop.total_steps,
+            run_dir,
+        )
         with stop_on_signals() as stop:
             result = loop.run(stop)
         task.save(run_dir / "artifacts")
