@@ -1,8 +1,9 @@
 """``dwx report DIR``: one table of every run under DIR (a run, a sweep, or all of outputs/).
 
 Columns: the overrides that differ between the runs, status, steps, wall time and the final metrics,
-best first by the main metric (in its direction); failed and unfinished runs last. Reads only
-metrics.json files, so it works on folders copied back from a cluster.
+best first by the main metric (in its direction); failed and unfinished runs last. For more than one
+run it also writes report.md and report.png (the main metric against each swept parameter) into DIR.
+Reads only metrics.json files, so it works on folders copied back from a cluster.
 """
 
 from __future__ import annotations
@@ -101,4 +102,14 @@ def report_main(root: Path, fmt: str) -> int:
     print(render(header, rows, fmt))
     if len(runs) > 1:
         (root / "report.md").write_text(render(header, rows, "markdown") + "\n")
+        _plot(runs, header[2 : header.index("status")], root / "report.png")
     return 0
+
+
+def _plot(runs: list[dict], params: list[str], out: Path) -> None:
+    """report.png: the main metric against each swept parameter (needs matplotlib, in the launchers extra)."""
+    try:
+        from runner.report_plot import plot_sweep
+    except ImportError:
+        return
+    plot_sweep(runs, params, out)
