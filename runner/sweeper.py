@@ -1,15 +1,15 @@
 """An Optuna sweeper that resumes: Hydra's Optuna plugin with a persistent study, made restartable.
 
-``hparams_search=<task>`` selects it (``hydra.sweeper._target_`` names the thin plugin class in
-``hydra_plugins/dwx_sweeper``, which Hydra requires plugins to live in; this module is its implementation). Against the plugin as shipped it
-changes three things, so that running the same command again with ``hydra.sweep.dir=<the sweep>``
-continues an interrupted search where it stopped:
+``hparams_search=<task>`` selects it: ``hydra.sweeper._target_`` names the thin plugin class in
+``hydra_plugins/dwx_sweeper`` (Hydra loads plugins only from there); this module is its
+implementation. Against the plugin as shipped it changes three things, so that running the same
+command again with ``hydra.sweep.dir=<the sweep>`` continues an interrupted search where it stopped:
 
 * ``n_trials`` is the study's total budget: only the trials still missing are run, and job folders
   are numbered after the trials already in the study (trial ``k`` lives in ``<sweep>/<k>``);
 * trials left running by a killed search are marked failed (listed in the study's user attribute
-  ``interrupted_trials``) and do not count against the budget, and the sampler's random generator is reseeded so the resumed
-  search does not propose the parameter sets of its first trials again;
+  ``interrupted_trials``) and do not count against the budget, and the sampler's random generator
+  is reseeded so that the resumed search does not propose the parameter sets of its first trials;
 * a job that dwx records as failed (it returns NaN so that the sweep goes on) counts as a failure
   for ``max_failure_rate``: when a batch's failure rate exceeds it, the search stops with the error.
 """
@@ -46,7 +46,8 @@ class _NanIsFailure(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         returns = self.launcher.launch(job_overrides, initial_job_idx)
         for ret in returns:
-            if ret.status == JobStatus.COMPLETED and isinstance(ret.return_value, float) and math.isnan(ret.return_value):
+            value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+            if isinstance(value, float) and math.isnan(value):
                 ret.status = JobStatus.FAILED
                 ret._return_value = FailedJob(
                     f"job {ret.working_dir} failed (its metrics.json has the error); overrides {ret.overrides}"
