@@ -78,6 +78,28 @@ def hparams_from_overrides(overrides: list[str]) -> dict[str, str | float | int 
     return params
 
 
+def requeued_run(run_dir: Path, overrides: list[str]) -> Path | None:
+    """``run_dir`` when an earlier start of this same job left it unfinished with a checkpoint, else None.
+
+    A sweep job that SLURM requeues (pre-emption, or submitit's requeue at the time limit) or that is
+    launched again into the same sweep folder starts in its old folder: it then continues from
+    ``checkpoints/last.pt`` instead of starting over. Only for the same overrides and a run whose
+    metrics.json says ``running`` or ``interrupted``.
+    """
+    import json
+
+    record = run_dir / "metrics.json"
+    if not (run_dir / "checkpoints" / "last.pt").is_file() or not record.is_file():
+        return None
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("status") in ("running", "interrupted") and data.get("overrides") == overrides:
+        return run_dir
+    return None
+
+
 def run_job(cfg: DictConfig) -> float:
     """Run one experiment; returns the task's main metric (NaN for a failed job of a multirun)."""
     from hydra.core.hydra_config import HydraConfig
@@ -112,9 +134,12 @@ def run_job(cfg: DictConfig) -> float:
         if multirun and settings.progress == "auto":
             settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
         loop = Loop(task, optimizer, scheduler, logger, settings, run_dir / "checkpoints" / "last.pt")
-        if cfg.resume is not None:
-            loop.load_state_dict(load_checkpoint(Path(cfg.resume) / "checkpoints" / "last.pt", map_location=device))
-            log.info("resumed from %s at step %d", cfg.resume, loop.step)
+        resume = Path(cfg.resume) if cfg.resume is not None else None
+        if resume is None and multirun:
+            resume = requeued_run(run_dir, overrides)
+        if resume is not None:
+            loop.load_state_dict(load_checkpoint(resume / "checkpoints" / "last.pt", map_location=device))
+            log.info("resumed from %s at step %d", resume, loop.step)
         logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=False) + "\n```", loop.step)
         log.info(
             "task %s on %s (%d torch threads), %d steps -> %s",
