@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
@@ -203,8 +204,22 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
     col = (pix % W).to(face_uv.dtype)
     row = ((pix // W) % H).to(face_uv.dtype)
     corners = [x[:, k].index_select(0, face) for k in range(3) for x in (u, v)]
-    dist_px2, inside, l = _pair_geometry(col, row, *corners)
     z = [face_z[:, k].index_select(0, face) for k in range(3)]
+    # Chunks of max_pairs fragments, each recomputed during the backward pass instead of keeping its
+    # ~50 intermediate tensors alive: memory stays bounded however many fragments there are.
+    inputs = [col, row, *corners, *z]
+    parts = [checkpoint(_fragment_values, *chunk, use_reentrant=False)
+             for chunk in zip(*[x.split(max_pairs) for x in inputs])]
+    dist, bary, bary_clipped, zbuf = (torch.cat(p) for p in zip(*parts)) if parts else \
+        _fragment_values(*inputs)
+    return SparseFragments(pix, face, bary, bary_clipped, zbuf, dist * ndc_per_px**2, batch_size, (H, W))
+
+
+def _fragment_values(col: Tensor, row: Tensor, ax: Tensor, ay: Tensor, bx: Tensor, by: Tensor, cx: Tensor,
+                     cy: Tensor, za: Tensor, zb: Tensor, zc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Signed squared distance [pixels^2], bary (M, 3), bary_clipped (M, 3) and zbuf (M,) of fragments."""
+    dist_px2, inside, l = _pair_geometry(col, row, ax, ay, bx, by, cx, cy)
+    z = (za, zb, zc)
     q = [l[k] / z[k] for k in range(3)]
     norm = _guard(q[0] + q[1] + q[2])
     bary = torch.stack([qk / norm for qk in q], -1)
@@ -213,8 +228,7 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
     inv_z = qc[0] + qc[1] + qc[2]
     bary_clipped = torch.stack([qk / inv_z for qk in qc], -1)
     zbuf = (lc[0] + lc[1] + lc[2]) / inv_z
-    dist = torch.where(inside, -dist_px2, dist_px2) * ndc_per_px**2
-    return SparseFragments(pix, face, bary, bary_clipped, zbuf, dist, batch_size, (H, W))
+    return torch.where(inside, -dist_px2, dist_px2), bary, bary_clipped, zbuf
 
 
 def _guard(x: Tensor, tiny: float = 1e-12) -> Tensor:
