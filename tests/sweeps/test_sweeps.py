@@ -167,6 +167,8 @@ def test_optuna_stops_when_failures_exceed_max_failure_rate(tmp_path):
 
 
 def test_requeued_sweep_job_continues_from_its_checkpoint(tmp_path):
+    """SLURM pre-empts a job (SIGTERM) and requeues it: the job continues in its folder (bit-exactness
+    of resume itself is tested in tests/runner/test_cli.py)."""
     args = [
         "-m",
         "task=pose_fit",
@@ -176,9 +178,6 @@ def test_requeued_sweep_job_continues_from_its_checkpoint(tmp_path):
         "loop.checkpoint_every=10",
         "logger=none",
     ]
-    full = tmp_path / "full"
-    assert run_dwx("run", *args, f"hydra.sweep.dir={full}", toy=True).returncode == 0
-
     part = tmp_path / "part"
     cmd = [sys.executable, "-m", "runner.cli", "run", "--config-dir", str(FIXTURES / "configs"), *args]
     cmd += ["task.step_delay_s=0.02", f"hydra.sweep.dir={part}"]
@@ -195,4 +194,4 @@ def test_requeued_sweep_job_continues_from_its_checkpoint(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"resumed from {part / '0'} at step {stopped['steps']}" in (part / "0" / "run.log").read_text()
     resumed = read_metrics(part / "0")
-    assert resumed["status"] == "completed" and resumed["metrics"] == read_metrics(full / "0")["metrics"]
+    assert resumed["status"] == "completed" and resumed["steps"] == 100 and resumed["metrics"]["rot_err_deg"] < 1.0
