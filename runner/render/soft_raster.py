@@ -53,7 +53,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
@@ -208,11 +207,32 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
     # Chunks of max_pairs fragments, each recomputed during the backward pass instead of keeping its
     # ~50 intermediate tensors alive: memory stays bounded however many fragments there are.
     inputs = [col, row, *corners, *z]
-    parts = [checkpoint(_fragment_values, *chunk, use_reentrant=False)
-             for chunk in zip(*[x.split(max_pairs) for x in inputs])]
+    parts = [_Recomputed.apply(*chunk) for chunk in zip(*[x.split(max_pairs) for x in inputs])]
     dist, bary, bary_clipped, zbuf = (torch.cat(p) for p in zip(*parts)) if parts else \
         _fragment_values(*inputs)
     return SparseFragments(pix, face, bary, bary_clipped, zbuf, dist * ndc_per_px**2, batch_size, (H, W))
+
+
+class _Recomputed(torch.autograd.Function):
+    """:func:`_fragment_values` that saves only its inputs and recomputes the rest in the backward pass.
+
+    Gradient checkpointing (Chen et al., "Training deep nets with sublinear memory cost", 2016), written
+    out because ``torch.utils.checkpoint`` imports ``torch._dynamo`` on first use (seconds of start-up).
+    """
+
+    @staticmethod
+    def forward(ctx, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        ctx.save_for_backward(*inputs)
+        return _fragment_values(*inputs)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs: Tensor) -> tuple[Tensor | None, ...]:
+        inputs = [x.detach().requires_grad_(need) for x, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
+        wanted = [x for x in inputs if x.requires_grad]
+        with torch.enable_grad():
+            outputs = _fragment_values(*inputs)
+        grads = iter(torch.autograd.grad(outputs, wanted, grad_outputs, allow_unused=True))
+        return tuple(next(grads) if x.requires_grad else None for x in inputs)
 
 
 def _fragment_values(col: Tensor, row: Tensor, ax: Tensor, ay: Tensor, bx: Tensor, by: Tensor, cx: Tensor,
