@@ -47,7 +47,8 @@ class SoftMeshRenderer:
         ambient: ambient light colour (3 floats >= 0).
         specular: specular colour of the material for "phong" (3 floats >= 0).
         shininess: Phong exponent, > 0.
-        max_pairs: candidate (pixel, face) pairs tested at once; bounds the memory of the selection.
+        max_pairs: candidate (pixel, face) pairs tested at once, and fragments per recomputed chunk of the
+            backward pass; bounds the memory of both.
     """
 
     def __init__(self, sigma: float = 1e-4, gamma: float = 1e-4, faces_per_pixel: int = 50, hard: bool = False,

@@ -165,7 +165,7 @@ def project_faces(meshes: Meshes, cameras: PinholeCamera, znear: float) -> tuple
 
 def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Tensor, batch_size: int,
               image_size: tuple[int, int], blur_radius: float, faces_per_pixel: int, cull_backfaces: bool = False,
-              max_pairs: int = 2**21) -> SparseFragments:
+              max_pairs: int = 2**18) -> SparseFragments:
     """Rasterise projected faces into the fragments of their images (see the module docstring).
 
     Args:
@@ -179,7 +179,8 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
         faces_per_pixel: K >= 1, nearest candidates kept per pixel.
         cull_backfaces: skip faces whose vertices appear clockwise in the image, i.e. faces seen from
             behind when faces are counter-clockwise seen from outside.
-        max_pairs: candidate (pixel, face) pairs tested at once, bounds the selection's memory.
+        max_pairs: candidate (pixel, face) pairs tested at once, and fragments per recomputed chunk of the
+            backward pass; bounds the memory of both.
     Returns:
         :class:`SparseFragments`, differentiable w.r.t. ``face_uv`` and ``face_z``.
     """
