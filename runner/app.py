@@ -17,7 +17,15 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from runner.distributed import (
+    RankRecord,
+    check_data_parallel,
+    destroy_process_group,
+    from_environment,
+    init_process_group,
+)
 from runner.errors import Interrupted, find_user_error
+from runner.logging import NullLogger
 from runner.record import RunRecord
 
 log = logging.getLogger("dwx")
@@ -109,7 +117,9 @@ def run_job(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
-    record = RunRecord(run_dir, hc.runtime.choices.get("task"), overrides)
+    dist_info = from_environment()
+    record_type = RunRecord if dist_info.is_main else RankRecord
+    record = record_type(run_dir, hc.runtime.choices.get("task"), overrides)
     logger = None
     started = time.perf_counter()
     loop = None
@@ -124,16 +134,19 @@ def run_job(cfg: DictConfig) -> float:
 
         validate(cfg)
         device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
+        init_process_group(dist_info, device)
         task = instantiate(cfg.task, _convert_="all")
         record.update(main_metric=task.metric, mode=task.mode)
-        logger = instantiate(cfg.logger)
+        logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
         task.setup(device)
         optimizer = build_optimizer(cfg.optim, task.param_groups())
+        check_data_parallel(task, optimizer, dist_info)
         scheduler = build_scheduler(cfg.scheduler, optimizer)
         settings = LoopSettings.from_config(cfg.loop)
         if multirun and settings.progress == "auto":
             settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
-        loop = Loop(task, optimizer, scheduler, logger, settings, run_dir / "checkpoints" / "last.pt")
+        checkpoint = run_dir / "checkpoints" / "last.pt" if dist_info.is_main else None
+        loop = Loop(task, optimizer, scheduler, logger, settings, checkpoint)
         resume = Path(cfg.resume) if cfg.resume is not None else None
         if resume is None and multirun:
             resume = requeued_run(run_dir, overrides)
@@ -151,7 +164,8 @@ def run_job(cfg: DictConfig) -> float:
         )
         with stop_on_signals() as stop:
             result = loop.run(stop)
-        task.save(run_dir / "artifacts")
+        if dist_info.is_main:
+            task.save(run_dir / "artifacts")
         logger.hparams(hparams_from_overrides(overrides), result.metrics)
         value = result.metrics[task.metric]
         record.update(
@@ -192,6 +206,7 @@ def run_job(cfg: DictConfig) -> float:
     finally:
         if logger is not None:
             logger.close()
+        destroy_process_group()
 
 
 def _full_errors() -> bool:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from runner.checkpoint import rng_state, save_checkpoint, set_rng_state
+from runner.distributed import average_gradients
 from runner.errors import ConfigError, Interrupted, NonFiniteError
 from runner.logging import Logger
 from runner.task import Task
@@ -237,6 +238,7 @@ class Loop:
                 self.optimizer.step(self._closure)
             else:
                 self._closure()
+                average_gradients(self.params, self.task.world_size)
                 norm = self._grad_norm()
                 if not torch.isfinite(norm):
                     groups = self._nonfinite_grad_groups()

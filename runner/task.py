@@ -32,11 +32,13 @@ class Task(nn.Module, ABC):
 
     metric: str
     mode: Literal["min", "max"]
+    data_parallel: bool = False  # True when loss() draws its batch through shard() (see runner.distributed)
 
     def __init__(self, seed: int = 0):
         super().__init__()
         self.seed = int(seed)
         self.device = torch.device("cpu")
+        self.rank, self.world_size = 0, 1  # set by the runner in a data-parallel run
 
     # ------------------------------------------------------------------ required
     @abstractmethod
@@ -76,6 +78,20 @@ class Task(nn.Module, ABC):
         return f"{self.metric}={main:.4g}" if main is not None else ""
 
     # ------------------------------------------------------------------ helpers for subclasses
+    def shard(self, batch: Tensor) -> Tensor:
+        """This rank's contiguous share of a global batch (all of it in a single process).
+
+        Draw the global batch (indices, snippets, ...) with :meth:`step_generator` as usual, then
+        take ``self.shard(batch)``: with the loop averaging gradients over ranks, N processes then
+        take the step one process takes on the whole batch. The batch size must divide evenly.
+        """
+        if self.world_size == 1:
+            return batch
+        if len(batch) % self.world_size:
+            raise ValueError(f"batch of {len(batch)} does not split evenly over {self.world_size} processes")
+        n = len(batch) // self.world_size
+        return batch[self.rank * n : (self.rank + 1) * n]
+
     def step_generator(self, step: int) -> torch.Generator:
         """A CPU generator seeded by (task seed, step): the batch of a step never depends on history."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
