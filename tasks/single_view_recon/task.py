@@ -45,7 +45,7 @@ from tasks.single_view_recon.data import (
     mesh_views,
     render_views,
 )
-from tasks.single_view_recon.models import ReconNet, deform
+from tasks.single_view_recon.models import ReconNet, deform, smoothing_operator
 
 PRIORS = ("laplacian", "edge", "flatten", "normal")
 TURNTABLE_VIEWS = 24
@@ -83,8 +83,8 @@ class _Recon(Task):
     metric = "iou_3d"
     mode = "max"
 
-    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict,
-                 template_level: int, template_radius: float, laplacian: str, num_points: int, seed: int):
+    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, template_level: int,
+                 template_radius: float, smoothing: float, laplacian: str, num_points: int, seed: int):
         super().__init__(seed)
         if laplacian not in ("uniform", "cotangent"):
             raise ConfigError(f"task.laplacian must be uniform or cotangent, got {laplacian!r}")
@@ -99,8 +99,11 @@ class _Recon(Task):
             sphere = icosphere(template_level)
         except ValueError as e:
             raise ConfigError(f"task.template_level: {e}") from None
+        if smoothing < 0:
+            raise ConfigError(f"task.smoothing must be >= 0, got {smoothing}")
         self.template_verts = sphere.verts[0] * template_radius
         self.template_faces = sphere.faces[0]
+        self.smooth = smoothing_operator(self.template_verts.shape[0], self.template_faces, smoothing)
         self.laplacian = laplacian
         self.num_points = num_points
 
@@ -108,6 +111,7 @@ class _Recon(Task):
         super().setup(device)
         self.template_verts = self.template_verts.to(device)
         self.template_faces = self.template_faces.to(device)
+        self.smooth = self.smooth.to(device)
         self.templates: dict[int, Meshes] = {}
 
     def meshes(self, verts: Tensor, colors: Tensor | None = None) -> Meshes:
@@ -163,6 +167,7 @@ class FitRecon(_Recon):
         optimize_color: also optimise per-vertex colours (else they stay grey).
         template_level: icosphere subdivision level (3: 642 vertices).
         template_radius: radius of the initial sphere [scene units].
+        smoothing: lambda of the ``(I + lambda L)^-1`` offset parametrisation (Nicolet et al. 2021); 0 = raw.
         laplacian: ``uniform`` or ``cotangent`` Laplacian smoothing.
         num_points: points sampled on each surface for chamfer and F-score.
         seed: seed of the random view subsets and point samples.
@@ -171,9 +176,9 @@ class FitRecon(_Recon):
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict,
                  fit: list[int], data: dict, input: dict, weights: dict, views_per_step: int = 1,
                  optimize_color: bool = True, template_level: int = 3, template_radius: float = 0.4,
-                 laplacian: str = "uniform", num_points: int = 10000, seed: int = 0):
-        super().__init__(renderer, gt_renderer, views, template_level, template_radius,
-                         laplacian, num_points, seed)
+                 smoothing: float = 10.0, laplacian: str = "uniform", num_points: int = 10000, seed: int = 0):
+        super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
+                         num_points, seed)
         self.weights = check_weights(weights, ("silhouette", "rgb", *PRIORS))
         if views_per_step < 1:
             raise ConfigError(f"task.views_per_step must be >= 1, got {views_per_step}")
@@ -219,7 +224,7 @@ class FitRecon(_Recon):
         return {"offsets": [self.offsets], "pose": [self.log_scale, self.translation], "color": [self.color_logits]}
 
     def current(self) -> Meshes:
-        verts = deform(self.template_verts, self.offsets, self.log_scale, self.translation)
+        verts = deform(self.template_verts, self.smooth @ self.offsets, self.log_scale, self.translation)
         return self.meshes(verts, torch.sigmoid(self.color_logits))
 
     def loss(self, step: int) -> dict[str, Tensor]:
@@ -279,6 +284,7 @@ class LearnRecon(_Recon):
         latent: size of the encoder's latent code.
         template_level: icosphere subdivision level (3: 642 vertices).
         template_radius: radius of the template sphere [scene units].
+        smoothing: lambda of the ``(I + lambda L)^-1`` offset parametrisation (Nicolet et al. 2021); 0 = raw.
         laplacian: ``uniform`` or ``cotangent``.
         num_points: points sampled on each surface for chamfer and F-score.
         seed: seed of the batches.
@@ -286,9 +292,10 @@ class LearnRecon(_Recon):
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
                  weights: dict, batch_size: int = 16, latent: int = 256, template_level: int = 3,
-                 template_radius: float = 0.4, laplacian: str = "uniform", num_points: int = 2000, seed: int = 0):
-        super().__init__(renderer, gt_renderer, views, template_level, template_radius,
-                         laplacian, num_points, seed)
+                 template_radius: float = 0.4, smoothing: float = 10.0, laplacian: str = "uniform",
+                 num_points: int = 2000, seed: int = 0):
+        super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
+                         num_points, seed)
         self.weights = check_weights(weights, ("silhouette", *PRIORS))
         if batch_size < 1:
             raise ConfigError(f"task.batch_size must be >= 1, got {batch_size}")
@@ -346,7 +353,7 @@ class LearnRecon(_Recon):
     def predict(self, images: Tensor) -> Tensor:
         """(N, 4, H, W) -> (N, V, 3) deformed template vertices."""
         offsets, log_scale, translation = self.net(images)
-        return deform(self.template_verts, offsets, log_scale, translation)
+        return deform(self.template_verts, self.smooth @ offsets, log_scale, translation)
 
     def loss(self, step: int) -> dict[str, Tensor]:
         g = self.step_generator(step)
