@@ -22,17 +22,31 @@ from tasks.physical_params.scene import FilmedScene
 
 class ClothScene(FilmedScene):
     """Args (beyond :class:`FilmedScene`'s):
-        rows, cols: particle grid (≥ 2 each); the two top corners are pinned.
-        spacing: rest distance between grid neighbours [m].
-        particle_mass: mass of each particle [kg].
-        origin: (3,) position of the top-left particle [m].
-        colors: two RGB colours in [0, 1] of the checkerboard.
+    rows, cols: particle grid (≥ 2 each); the two top corners are pinned.
+    spacing: rest distance between grid neighbours [m].
+    particle_mass: mass of each particle [kg].
+    origin: (3,) position of the top-left particle [m].
+    colors: two RGB colours in [0, 1] of the checkerboard.
     """
 
     recoverable = ("stiffness", "damping")
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, rows: int, cols: int, spacing: float,
-                 particle_mass: float, origin: Sequence[float], colors: Sequence[Sequence[float]]):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        rows: int,
+        cols: int,
+        spacing: float,
+        particle_mass: float,
+        origin: Sequence[float],
+        colors: Sequence[Sequence[float]],
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
         if rows < 2 or cols < 2 or not spacing > 0 or not particle_mass > 0:
             raise ConfigError("scene: the cloth needs rows, cols >= 2, spacing [m] > 0 and particle_mass [kg] > 0")
@@ -48,8 +62,9 @@ class ClothScene(FilmedScene):
 
     def simulate(self, engine, values, frames):
         params, state = cloth(self.rows, self.cols, self.spacing, self.particle_mass, 1.0, 1.0)
-        params = replace(params, stiffness=values["stiffness"].to(torch.float32),
-                         damping=values["damping"].to(torch.float32))
+        params = replace(
+            params, stiffness=values["stiffness"].to(torch.float32), damping=values["damping"].to(torch.float32)
+        )
         state = state.replace(pos=state.pos + self.origin)
         return engine.rollout(params, state, frames - 1, self.dt).pos
 

@@ -27,8 +27,10 @@ def pyramid_mse(pred: Tensor, target: Tensor, weights: Sequence[float]) -> Tenso
         raise ValueError(f"pyramid_mse: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     levels = len(weights)
     if levels == 0 or pred.shape[1] % 2 ** (levels - 1) or pred.shape[2] % 2 ** (levels - 1):
-        raise ValueError(f"pyramid_mse: {levels} levels need frames divisible by {2 ** max(levels - 1, 0)}, "
-                         f"got {tuple(pred.shape[1:3])}")
+        raise ValueError(
+            f"pyramid_mse: {levels} levels need frames divisible by {2 ** max(levels - 1, 0)}, "
+            f"got {tuple(pred.shape[1:3])}"
+        )
     a, b = pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)
     total = pred.new_zeros(())
     for level, weight in enumerate(weights):

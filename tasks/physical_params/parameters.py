@@ -121,8 +121,10 @@ class Estimates(nn.Module):
             drawn = spec.draw(generator)
             self.initial[name] = spec.init if spec.init is not None else drawn
         self.raw = nn.ParameterDict(
-            {name: nn.Parameter(torch.tensor(spec.to_raw(self.initial[name]), dtype=torch.float64))
-             for name, spec in specs.items()}
+            {
+                name: nn.Parameter(torch.tensor(spec.to_raw(self.initial[name]), dtype=torch.float64))
+                for name, spec in specs.items()
+            }
         )
 
     def values(self) -> dict[str, Tensor]:

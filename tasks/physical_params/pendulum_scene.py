@@ -19,16 +19,30 @@ from tasks.physical_params.scene import FilmedScene
 
 class PendulumScene(FilmedScene):
     """Args (beyond :class:`FilmedScene`'s):
-        pivot: (3,) pivot position [m].
-        angle_deg: initial angle from the downward vertical [deg] (released at rest).
-        bob_radius: [m]; rod_points: thin splats along the rod (≥ 0), of radius ``rod_radius`` [m].
-        color: (3,) RGB of the bob in [0, 1]; the rod is grey.
+    pivot: (3,) pivot position [m].
+    angle_deg: initial angle from the downward vertical [deg] (released at rest).
+    bob_radius: [m]; rod_points: thin splats along the rod (≥ 0), of radius ``rod_radius`` [m].
+    color: (3,) RGB of the bob in [0, 1]; the rod is grey.
     """
 
     recoverable = ("length", "damping")
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, pivot: Sequence[float], angle_deg: float,
-                 bob_radius: float, rod_points: int, rod_radius: float, color: Sequence[float]):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        pivot: Sequence[float],
+        angle_deg: float,
+        bob_radius: float,
+        rod_points: int,
+        rod_radius: float,
+        color: Sequence[float],
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
         if not (bob_radius > 0 and rod_radius > 0 and rod_points >= 0):
             raise ConfigError("scene: bob_radius and rod_radius [m] must be > 0 and rod_points >= 0")
@@ -42,8 +56,11 @@ class PendulumScene(FilmedScene):
             raise ConfigError(f"scene pendulum needs physics=pendulum, got {type(engine).__name__}")
 
     def model(self, values: dict[str, Tensor]) -> PendulumParams:
-        return PendulumParams(length=values["length"].reshape(1).to(torch.float32),
-                              damping=values["damping"].reshape(1).to(torch.float32), pivot=self.pivot[None])
+        return PendulumParams(
+            length=values["length"].reshape(1).to(torch.float32),
+            damping=values["damping"].reshape(1).to(torch.float32),
+            pivot=self.pivot[None],
+        )
 
     def simulate(self, engine, values, frames):
         params = self.model(values)

@@ -38,8 +38,10 @@ def read_angle_track(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     path = Path(path).expanduser()
     path = path if path.is_absolute() else PROJECT_ROOT / path
     if not path.is_file():
-        raise InputError(f"scene.path={path}: no such file; point it at real_pend_h_1.txt of the "
-                         "Schmidt-Lipson data (../shared/data/physics/schmidt_lipson_real/)")
+        raise InputError(
+            f"scene.path={path}: no such file; point it at real_pend_h_1.txt of the "
+            "Schmidt-Lipson data (../shared/data/physics/schmidt_lipson_real/)"
+        )
     try:
         table = np.loadtxt(path, comments="%", ndmin=2)
     except ValueError as e:
@@ -87,8 +89,10 @@ class RealPendulum(Scene):
         index = np.round((t - t[0]) * fps).astype(np.int64)
         off_grid = np.abs((t - t[0]) * fps - index) > 0.25
         if off_grid.any():
-            raise InputError(f"scene.path={path}: time stamp {t[off_grid][0]:.4f} s is not on the {fps} Hz grid; "
-                             "set scene.fps to the recording's sample rate")
+            raise InputError(
+                f"scene.path={path}: time stamp {t[off_grid][0]:.4f} s is not on the {fps} Hz grid; "
+                "set scene.fps to the recording's sample rate"
+            )
         super().__init__(params, int(index[-1]) + 1, fps)
         if len(index) < 10:
             raise ConfigError(f"scene.duration_s={duration_s} keeps {len(index)} samples; fit at least 10")
@@ -101,8 +105,11 @@ class RealPendulum(Scene):
             raise ConfigError(f"scene pendulum_real needs physics=pendulum, got {type(engine).__name__}")
 
     def model(self, values: dict[str, Tensor]) -> PendulumParams:
-        return PendulumParams(length=values["length"].reshape(1).to(torch.float32),
-                              damping=values["damping"].reshape(1).to(torch.float32), pivot=torch.zeros(1, 3))
+        return PendulumParams(
+            length=values["length"].reshape(1).to(torch.float32),
+            damping=values["damping"].reshape(1).to(torch.float32),
+            pivot=torch.zeros(1, 3),
+        )
 
     def simulate(self, engine, values, frames):
         params = self.model(values)

@@ -31,8 +31,20 @@ class RigidScene(FilmedScene):
         position: (3,) initial centre [m]; a body resting on the ground has y = size.
     """
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, shape: str, size: float,
-                 color: Sequence[float], position: Sequence[float]):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        shape: str,
+        size: float,
+        color: Sequence[float],
+        position: Sequence[float],
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
         if shape not in ("sphere", "box"):
             raise ConfigError(f"scene.shape must be sphere or box, got {shape!r}")
@@ -52,8 +64,16 @@ class RigidScene(FilmedScene):
         shade = torch.tensor([1.0, 0.55, 0.55, 1.0, 0.55, 1.0, 1.0, 0.55])[:, None]  # a 3D checker of octants
         return torch.full((8,), 0.62 * self.size), self.color[None] * shade
 
-    def rollout(self, engine: RigidBodies, frames: int, velocity: Tensor, mass: Tensor | float,
-                restitution: Tensor | float, friction: Tensor | float, impulse: Tensor | None = None) -> Tensor:
+    def rollout(
+        self,
+        engine: RigidBodies,
+        frames: int,
+        velocity: Tensor,
+        mass: Tensor | float,
+        restitution: Tensor | float,
+        friction: Tensor | float,
+        impulse: Tensor | None = None,
+    ) -> Tensor:
         """Simulate the body and return the (frames, P, 3) positions of its splats [m].
 
         Args:
@@ -61,12 +81,17 @@ class RigidScene(FilmedScene):
             mass: [kg]; restitution in [0, 1]; friction coefficient ≥ 0 (tensors or plain numbers).
             impulse: (3,) impulse [N s] applied at the start of frame 0, or None.
         """
+
         def vec(x) -> Tensor:
             return torch.as_tensor(x, dtype=torch.float32).reshape(1)
 
         params = RigidParams(
-            mass=vec(mass), restitution=vec(restitution), friction=vec(friction), drag=torch.zeros(1),
-            half_extents=torch.full((1, 3), self.size), is_sphere=torch.tensor([self.shape == "sphere"]),
+            mass=vec(mass),
+            restitution=vec(restitution),
+            friction=vec(friction),
+            drag=torch.zeros(1),
+            half_extents=torch.full((1, 3), self.size),
+            is_sphere=torch.tensor([self.shape == "sphere"]),
             impulse=None if impulse is None else impulse.reshape(1, 1, 3).to(torch.float32),
         )
         state = engine.initial_state(self.position[None], velocity.reshape(1, 3).to(torch.float32))
@@ -84,8 +109,23 @@ class Projectile(RigidScene):
 
     recoverable = ("speed", "angle")
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position,
-                 mass: float, restitution: float, friction: float):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        shape,
+        size,
+        color,
+        position,
+        mass: float,
+        restitution: float,
+        friction: float,
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
         self.mass, self.restitution, self.friction = mass, restitution, friction
 
@@ -105,8 +145,22 @@ class Push(RigidScene):
 
     recoverable = ("mass",)
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position,
-                 impulse: Sequence[float], friction: float):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        shape,
+        size,
+        color,
+        position,
+        impulse: Sequence[float],
+        friction: float,
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
         self.impulse = torch.tensor(list(impulse), dtype=torch.float32)
         self.friction = friction
@@ -123,8 +177,23 @@ class BouncingBall(RigidScene):
 
     recoverable = ("restitution",)
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position,
-                 velocity: Sequence[float], mass: float, friction: float):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        shape,
+        size,
+        color,
+        position,
+        velocity: Sequence[float],
+        mass: float,
+        friction: float,
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
         self.velocity = torch.tensor(list(velocity), dtype=torch.float32)
         self.mass, self.friction = mass, friction
@@ -141,15 +210,30 @@ class SlidingBlock(RigidScene):
 
     recoverable = ("friction",)
 
-    def __init__(self, params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position,
-                 velocity: Sequence[float], mass: float):
+    def __init__(
+        self,
+        params,
+        frames,
+        fps,
+        image_size,
+        eye,
+        at,
+        fov_deg,
+        shape,
+        size,
+        color,
+        position,
+        velocity: Sequence[float],
+        mass: float,
+    ):
         super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
         self.velocity = torch.tensor(list(velocity), dtype=torch.float32)
         if abs(float(self.velocity[1])) > 0 or abs(self.position[1].item() - self.size) > 1e-6:
-            raise ConfigError("scene sliding_block: the block must start on the ground (position y = size) "
-                              "with a horizontal velocity (velocity y = 0)")
+            raise ConfigError(
+                "scene sliding_block: the block must start on the ground (position y = size) "
+                "with a horizontal velocity (velocity y = 0)"
+            )
         self.mass = mass
 
     def simulate(self, engine, values, frames):
         return self.rollout(engine, frames, self.velocity, self.mass, 0.0, values["friction"])
-

@@ -50,8 +50,10 @@ class Scene(ABC):
             raise ConfigError(f"scene.fps must be > 0, got {fps}")
         self.specs: dict[str, ParamSpec] = specs_from_config(params)
         if sorted(self.specs) != sorted(self.recoverable):
-            raise ConfigError(f"scene.params: {type(self).__name__} recovers {sorted(self.recoverable)}; "
-                              f"give exactly those, got {sorted(self.specs) or 'none'}")
+            raise ConfigError(
+                f"scene.params: {type(self).__name__} recovers {sorted(self.recoverable)}; "
+                f"give exactly those, got {sorted(self.specs) or 'none'}"
+            )
         self.frames, self.fps = int(frames), float(fps)
 
     @property
@@ -92,8 +94,10 @@ class Scene(ABC):
         """The true values of the recovered parameters; a ConfigError if one is unknown."""
         missing = [n for n, s in self.specs.items() if s.truth is None]
         if missing:
-            raise ConfigError(f"scene.params.{missing[0]}.truth is null: generating a ground truth video needs "
-                              "every truth (or give your own video with data.video=PATH)")
+            raise ConfigError(
+                f"scene.params.{missing[0]}.truth is null: generating a ground truth video needs "
+                "every truth (or give your own video with data.video=PATH)"
+            )
         return {n: torch.tensor(s.truth, dtype=torch.float32) for n, s in self.specs.items()}
 
 
@@ -107,8 +111,16 @@ class FilmedScene(Scene):
         fov_deg: vertical field of view [deg].
     """
 
-    def __init__(self, params: dict[str, dict], frames: int, fps: float, image_size: int,
-                 eye: Sequence[float], at: Sequence[float], fov_deg: float):
+    def __init__(
+        self,
+        params: dict[str, dict],
+        frames: int,
+        fps: float,
+        image_size: int,
+        eye: Sequence[float],
+        at: Sequence[float],
+        fov_deg: float,
+    ):
         super().__init__(params, frames, fps)
         if image_size < 8:
             raise ConfigError(f"scene.image_size must be >= 8 pixels, got {image_size}")

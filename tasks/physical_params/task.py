@@ -62,10 +62,23 @@ class PhysicalParams(Task):
     metric = "rel_err"
     mode = "min"
 
-    def __init__(self, scene: Scene, physics, truth_physics, renderer, observe: str = "pixels",
-                 video: str | None = None, supersample: int = 2, pixel_noise: float = 0.02,
-                 track_noise: float = 0.0, pyramid_weights: Sequence[float] = (1.0,), track_weight: float = 1.0,
-                 horizon_start: int | None = None, horizon_steps: int = 1, seed: int = 0):
+    def __init__(
+        self,
+        scene: Scene,
+        physics,
+        truth_physics,
+        renderer,
+        observe: str = "pixels",
+        video: str | None = None,
+        supersample: int = 2,
+        pixel_noise: float = 0.02,
+        track_noise: float = 0.0,
+        pyramid_weights: Sequence[float] = (1.0,),
+        track_weight: float = 1.0,
+        horizon_start: int | None = None,
+        horizon_steps: int = 1,
+        seed: int = 0,
+    ):
         super().__init__(seed)
         if observe not in OBSERVATIONS:
             raise ConfigError(f"task.observe must be one of {', '.join(OBSERVATIONS)}, got {observe!r}")
@@ -162,8 +175,9 @@ class PhysicalParams(Task):
         for logged_step in sorted(self._history):
             values = self._history[logged_step]
             logger.scalars({f"param/{n}": v for n, v in values.items()}, logged_step)
-            logger.scalars({f"param/{n}_true": s.truth for n, s in self.scene.specs.items() if s.truth is not None},
-                           logged_step)
+            logger.scalars(
+                {f"param/{n}_true": s.truth for n, s in self.scene.specs.items() if s.truth is not None}, logged_step
+            )
         self._history.clear()
         if self.target_frames is None:
             return
@@ -174,8 +188,9 @@ class PhysicalParams(Task):
 
     def side_by_side(self) -> Tensor:
         """(T, H, 2W + 2, 3) target frames | frames of the current estimate, with a grey separator."""
-        estimate = self.scene.render(self.renderer, self.scene.simulate(
-            self.physics, self.estimates.values(), self.scene.frames))
+        estimate = self.scene.render(
+            self.renderer, self.scene.simulate(self.physics, self.estimates.values(), self.scene.frames)
+        )
         gap = torch.full((*estimate.shape[:2], 2, 3), 0.5)
         return torch.cat([self.target_frames, gap, estimate], dim=2).clamp(0, 1)
 
@@ -188,8 +203,12 @@ class PhysicalParams(Task):
         record = {}
         for name, spec in self.scene.specs.items():
             record[name] = {
-                "estimate": metrics[name], "truth": spec.truth, "initial": self.estimates.initial[name],
-                "prior": [spec.low, spec.high], "space": spec.space, "unit": spec.unit,
+                "estimate": metrics[name],
+                "truth": spec.truth,
+                "initial": self.estimates.initial[name],
+                "prior": [spec.low, spec.high],
+                "space": spec.space,
+                "unit": spec.unit,
                 "rel_err": metrics.get(f"rel_err_{name}"),
             }
         per_param = {key for name in record for key in (name, f"{name}_true", f"rel_err_{name}")}

@@ -32,8 +32,10 @@ def read_video(path: str | Path, frames: int, image_size: int) -> Tensor:
         raise InputError(f"data.video={path}: no such file or folder; give a folder of frames or a video file")
     images = _read_folder(path) if path.is_dir() else _read_file(path)
     if len(images) < frames:
-        raise InputError(f"data.video={path}: {len(images)} frames, but the scene needs {frames}; "
-                         f"set scene.frames={len(images)} or give a longer video")
+        raise InputError(
+            f"data.video={path}: {len(images)} frames, but the scene needs {frames}; "
+            f"set scene.frames={len(images)} or give a longer video"
+        )
     clip = torch.from_numpy(np.stack([_to_rgb(im, path) for im in images[:frames]]))  # (T, H, W, 3) float32
     clip = torch.nn.functional.interpolate(clip.permute(0, 3, 1, 2), size=(image_size, image_size), mode="area")
     return clip.permute(0, 2, 3, 1).contiguous()

@@ -26,8 +26,9 @@ def fit(overrides: list[str]):
     task = instantiate(cfg.task, _convert_="all")
     task.setup(torch.device("cpu"))
     optimizer = build_optimizer(cfg.optim, task.param_groups())
-    loop = Loop(task, optimizer, build_scheduler(cfg.scheduler, optimizer), NullLogger(),
-                LoopSettings.from_config(cfg.loop))
+    loop = Loop(
+        task, optimizer, build_scheduler(cfg.scheduler, optimizer), NullLogger(), LoopSettings.from_config(cfg.loop)
+    )
     return task, loop.run().metrics
 
 

@@ -35,14 +35,17 @@ def test_initial_guesses_are_seeded_inside_the_prior_and_respect_init():
     assert est.initial["b"] == draws[3]["b"]  # giving one init does not change the other's draw
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"low": 2.0, "high": 1.0}, "low < high"),
-    ({"low": 0.0, "high": 1.0, "space": "log"}, "positive prior"),
-    ({"low": 0.1, "high": 0.8, "truth": 0.9}, "outside the prior"),
-    ({"low": 0.1, "high": 0.8, "space": "linear"}, "logit or log"),
-    ({"low": 0.1, "high": 0.8, "prior": 3}, "unknown key"),
-    ({"high": 0.8}, "prior range"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"low": 2.0, "high": 1.0}, "low < high"),
+        ({"low": 0.0, "high": 1.0, "space": "log"}, "positive prior"),
+        ({"low": 0.1, "high": 0.8, "truth": 0.9}, "outside the prior"),
+        ({"low": 0.1, "high": 0.8, "space": "linear"}, "logit or log"),
+        ({"low": 0.1, "high": 0.8, "prior": 3}, "unknown key"),
+        ({"high": 0.8}, "prior range"),
+    ],
+)
 def test_bad_parameter_configs_name_the_key(entry, message):
     with pytest.raises(ConfigError, match=message):
         specs_from_config({"mass": entry})

@@ -14,8 +14,14 @@ from tests.conftest import read_metrics, run_dwx
 @pytest.mark.slow
 def test_cli_run_writes_metrics_params_and_video(tmp_path):
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=physical_params", "scene=projectile", "experiment=physics_tiny", "loop.steps=20",
-                  f"hydra.run.dir={run_dir}")
+    out = run_dwx(
+        "run",
+        "task=physical_params",
+        "scene=projectile",
+        "experiment=physics_tiny",
+        "loop.steps=20",
+        f"hydra.run.dir={run_dir}",
+    )
     assert out.returncode == 0, out.stderr
     m = read_metrics(run_dir)
     assert m["status"] == "completed" and m["main_metric"] == "rel_err" and m["mode"] == "min"
@@ -39,14 +45,18 @@ def test_cli_run_writes_metrics_params_and_video(tmp_path):
     assert "frames/target|estimate" in events.Tags()["images"]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.video=/nonexistent/clip.mp4", "data.video=/nonexistent/clip.mp4: no such file or folder"),
-    ("scene=no_such_scene", "unknown scene 'no_such_scene'"),
-    ("physics=pendulum", "needs physics=rigid"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.video=/nonexistent/clip.mp4", "data.video=/nonexistent/clip.mp4: no such file or folder"),
+        ("scene=no_such_scene", "unknown scene 'no_such_scene'"),
+        ("physics=pendulum", "needs physics=rigid"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, override, message):
-    out = run_dwx("run", "task=physical_params", "scene=projectile", override, "logger=none",
-                  f"hydra.run.dir={tmp_path / 'run'}")
+    out = run_dwx(
+        "run", "task=physical_params", "scene=projectile", override, "logger=none", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("dwx: error:") and message in lines[0], out.stderr

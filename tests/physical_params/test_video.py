@@ -14,7 +14,7 @@ def _frames(n: int, size: int = 16) -> np.ndarray:
     """n frames (size, size, 3) uint8, a bright square moving right by one pixel per frame."""
     video = np.zeros((n, size, size, 3), dtype=np.uint8)
     for k in range(n):
-        video[k, 4:8, 2 + k: 6 + k] = 255
+        video[k, 4:8, 2 + k : 6 + k] = 255
     return video
 
 
@@ -35,13 +35,16 @@ def test_gif_file_is_read(tmp_path):
     assert clip[0, 5, 3].min() > 0.9 and clip[0, 12, 12].max() < 0.1
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "no such file or folder"),
-    ("empty_folder", "holds no frames"),
-    ("too_short", "2 frames, but the scene needs 4"),
-    ("garbage", "cannot read it as a video"),
-    ("mixed_sizes", "differ in size"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no such file or folder"),
+        ("empty_folder", "holds no frames"),
+        ("too_short", "2 frames, but the scene needs 4"),
+        ("garbage", "cannot read it as a video"),
+        ("mixed_sizes", "differ in size"),
+    ],
+)
 def test_bad_videos_raise_input_errors(tmp_path, case, message):
     path = tmp_path / case
     if case == "empty_folder":
