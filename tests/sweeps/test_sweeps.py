@@ -27,7 +27,6 @@ def test_grid_isolates_a_failing_job_and_reports_best_first(tmp_path):
         "-m",
         "task=pose_fit",
         "loop.steps=20",
-        "logger=none",
         "optim.lr=0.01,0.05",
         "task.nan_at_step=null,3",
         f"hydra.sweep.dir={sweep}",
@@ -39,6 +38,10 @@ def test_grid_isolates_a_failing_job_and_reports_best_first(tmp_path):
     assert len(failed) == 2 and all("non-finite loss at step 3" in r["error"] for r in failed)
     assert sum(r["status"] == "completed" for r in records.values()) == 2
 
+    for i, r in records.items():  # completed jobs log their swept values as TensorBoard hparams
+        if r["status"] == "completed":
+            assert _hparams(sweep / str(i) / "tb")["optim.lr"].number_value in (0.01, 0.05)
+
     out = run_dwx("report", str(sweep), "--format", "json")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
@@ -47,6 +50,19 @@ def test_grid_isolates_a_failing_job_and_reports_best_first(tmp_path):
     assert {"optim.lr", "task.nan_at_step", "wall_time_s"} <= set(rows[0])
     assert (sweep / "report.md").read_text().startswith("| run | task | optim.lr | task.nan_at_step |")
     assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _hparams(tb_dir: Path) -> dict:
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    mux = EventMultiplexer().AddRunsFromDirectory(str(tb_dir))
+    mux.Reload()
+    content = mux.PluginRunToTagToContent("hparams")
+    sessions = [plugin_data_pb2.HParamsPluginData.FromString(c) for tags in content.values() for c in tags.values()]
+    starts = [s.session_start_info for s in sessions if s.HasField("session_start_info")]
+    assert starts, f"no hparams in {tb_dir}"
+    return dict(starts[0].hparams)
 
 
 @pytest.mark.parametrize(
