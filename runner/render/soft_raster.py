@@ -205,12 +205,12 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
     row = ((pix // W) % H).to(face_uv.dtype)
     corners = [x[:, k].index_select(0, face) for k in range(3) for x in (u, v)]
     z = [face_z[:, k].index_select(0, face) for k in range(3)]
-    # Chunks of max_pairs fragments, each recomputed during the backward pass instead of keeping its
-    # ~50 intermediate tensors alive: memory stays bounded however many fragments there are.
     inputs = [col, row, *corners, *z]
-    parts = [_Recomputed.apply(*chunk) for chunk in zip(*[x.split(max_pairs) for x in inputs])]
-    dist, bary, bary_clipped, zbuf = (torch.cat(p) for p in zip(*parts)) if parts else \
-        _fragment_values(*inputs)
+    if pix.shape[0] <= max_pairs:
+        dist, bary, bary_clipped, zbuf = _fragment_values(*inputs)
+    else:  # chunks recomputed in the backward pass instead of keeping ~50 intermediate tensors each alive
+        parts = [_Recomputed.apply(*chunk) for chunk in zip(*[x.split(max_pairs) for x in inputs])]
+        dist, bary, bary_clipped, zbuf = (torch.cat(p) for p in zip(*parts))
     return SparseFragments(pix, face, bary, bary_clipped, zbuf, dist * ndc_per_px**2, batch_size, (H, W))
 
 
