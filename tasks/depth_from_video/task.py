@@ -55,6 +55,11 @@ class DepthFromVideo(Task):
         eval_scaling: ``median`` (per image), ``gt`` (per-image ground-truth scale), or ``none``.
         eval_min_depth, eval_max_depth: ground-truth caps for evaluation [scene units].
         garg_crop: evaluate only inside the Garg crop (KITTI).
+        translation_scale: factor on PoseNet's translation. PoseNet scales its output by 0.01 so that
+            training starts near the identity; with 0.5 m per frame the consistent depth scale then
+            sits near ``min_depth`` and the sigmoid saturates there. 10 starts the translation at
+            ~0.01-0.02 and kept the near ground off ``min_depth`` in the tiny runs; 100 made the
+            translation run away (|t| 5-70, abs_rel at the baseline).
         seed: batch and augmentation seed.
     """
 
@@ -82,6 +87,7 @@ class DepthFromVideo(Task):
         eval_min_depth: float = 1e-3,
         eval_max_depth: float = 80.0,
         garg_crop: bool = False,
+        translation_scale: float = 1.0,
         seed: int = 0,
     ):
         super().__init__(seed)
@@ -116,6 +122,9 @@ class DepthFromVideo(Task):
             float(eval_max_depth),
             garg_crop,
         )
+        if translation_scale <= 0:
+            raise ConfigError(f"task.translation_scale must be > 0, got {translation_scale}")
+        self.translation_scale = float(translation_scale)
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
         self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
@@ -198,7 +207,7 @@ class DepthFromVideo(Task):
         """
         pair = torch.cat([source, target], 1) if offset < 0 else torch.cat([target, source], 1)
         motion = self.pose_net(pair)  # (B, 6): second_from_first
-        return pose_to_matrix(motion[:, :3], motion[:, 3:], invert=offset < 0)
+        return pose_to_matrix(motion[:, :3], self.translation_scale * motion[:, 3:], invert=offset < 0)
 
     # ------------------------------------------------------------------ loss
     def loss(self, step: int) -> dict[str, Tensor]:
