@@ -26,8 +26,8 @@ from torch import Tensor
 
 from runner.cache import cached
 from runner.errors import ConfigError, InputError
-from runner.geometry.cameras import PinholeCamera
 from runner.geometry import mesh_io
+from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
 from runner.render.base import Renderer
 from tasks.single_view_recon.metrics import voxels

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
 from runner.geometry.mesh_io import normalize_to_unit_cube
 from runner.geometry.meshes import Meshes
 from runner.geometry.primitives import box, cylinder, join_meshes

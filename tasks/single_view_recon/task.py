@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from runner.errors import ConfigError
-from runner.geometry.cameras import PinholeCamera
 from runner.geometry.mesh_io import save_obj
 from runner.geometry.meshes import Meshes
 from runner.geometry.primitives import icosphere

@@ -20,8 +20,8 @@ def env(tmp_path_factory):
 
 def test_tiny_fit_from_the_cli(tmp_path, env):
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", "experiment=recon_tiny_fit", f"hydra.run.dir={run_dir}",
-                  env=env)
+    out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", "experiment=recon_tiny_fit",
+                  f"hydra.run.dir={run_dir}", env=env)
     assert out.returncode == 0, out.stderr
     m = read_metrics(run_dir)
     assert m["status"] == "completed" and m["main_metric"] == "iou_3d" and m["mode"] == "max"
@@ -44,10 +44,11 @@ def test_fit_recovers_an_ellipsoid_from_its_silhouettes(tmp_path, env):
     path = tmp_path / "ellipsoid.obj"
     save_obj(path, ellipsoid((0.5, 0.3, 0.2), level=3))
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", f"task.input.mesh={path}", "task.views.image_size=48",
-                  "task.views.azimuth=6", "task.fit=[0,1,2,3,4]", "task.views_per_step=5", "renderer.sigma=5e-5", "task.weights.rgb=0",
-                  "task.optimize_color=false", "task.num_points=3000", "loop.steps=120", "loop.eval_every=120",
-                  "loop.image_every=0", "logger=none", f"hydra.run.dir={run_dir}", env=env)
+    out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", f"task.input.mesh={path}",
+                  "task.views.image_size=48", "task.views.azimuth=6", "task.fit=[0,1,2,3,4]", "task.views_per_step=5",
+                  "renderer.sigma=5e-5", "task.weights.rgb=0", "task.optimize_color=false", "task.num_points=3000",
+                  "loop.steps=120", "loop.eval_every=120", "loop.image_every=0", "logger=none",
+                  f"hydra.run.dir={run_dir}", env=env)
     assert out.returncode == 0, out.stderr
     m = read_metrics(run_dir)["metrics"]
     assert m["iou_3d"] > 0.85 and m["silhouette_iou_heldout"] > 0.9
