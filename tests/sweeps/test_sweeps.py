@@ -210,4 +210,4 @@ def test_requeued_sweep_job_continues_from_its_checkpoint(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"resumed from {part / '0'} at step {stopped['steps']}" in (part / "0" / "run.log").read_text()
     resumed = read_metrics(part / "0")
-    assert resumed["status"] == "completed" and resumed["steps"] == 100 and resumed["metrics"]["rot_err_deg"] < 1.0
+    assert resumed["status"] == "completed" and resumed["steps"] == 100 and resumed["metrics"]["rot_err_deg"] < 5.0
