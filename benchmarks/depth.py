@@ -12,6 +12,13 @@ network beats the constant-depth baseline.
 
 Reference figures (monodepth2, ResNet-18 from scratch, batch 4, 2 threads, measured earlier on this
 machine): 1.65 images/s at 96x320, 1.09 at 128x416, 0.55 at 192x640.
+
+Measured 2026-11-23 on the shared 2-core machine under a load of 5-9 (figures are pessimistic):
+  --part throughput, scales [0, 1, 2, 3]: 1.4 images/s (0.8x monodepth2); in-process, 2 threads,
+  batch 8 at 96x320: 5.5 s/step with scales [0, 1, 2, 3], 1.2 s with [0] (6.8 images/s, 4.1x),
+  1.1 s with [0] and pose input_scale 0.25, 0.57 s at 64x192 with [0] (14.1 images/s). With [0] the
+  convolutions of the two networks are 54% of a step (torch.profiler), element-wise SSIM/warp ops most
+  of the rest. Street data generation at 96x320: 2.6 s per 24 frames (supersample 1), 11.1 s (supersample 2).
 """
 
 from __future__ import annotations
