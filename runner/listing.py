@@ -9,6 +9,8 @@ GROUPS = (
     ("renderer", "renderers"),
     ("physics", "physics engines"),
     ("data", "data sources"),
+    ("scene", "physical_params scenes"),
+    ("mode", "single_view_recon modes"),
     ("optim", "optimisers"),
     ("scheduler", "LR schedulers"),
     ("experiment", "experiments"),
