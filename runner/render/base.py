@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 
@@ -52,3 +53,24 @@ class Renderer(Protocol):
     """A differentiable renderer of a batch of scenes seen by a batch of cameras."""
 
     def __call__(self, scene, cameras) -> Rendered: ...
+
+
+def supersample_average(rgb: Tensor, alpha: Tensor, depth: Tensor, s: int) -> Rendered:
+    """Average s x s sample blocks of a render made at s times the resolution.
+
+    Args:
+        rgb: (B, sH, sW, 3); alpha: (B, sH, sW); depth: (B, sH, sW), 0 where nothing is hit.
+        s: supersampling factor >= 1.
+    Returns:
+        Rendered at (H, W): mean colour, mean coverage, and depth averaged with the coverage as weights
+        (0 where a block has no coverage).
+    """
+    if s == 1:
+        return Rendered(rgb, alpha, depth)
+    B, Hs, Ws = alpha.shape
+    H, W = Hs // s, Ws // s
+    rgb = rgb.reshape(B, H, s, W, s, 3).mean((2, 4))
+    cover = alpha.reshape(B, H, s, W, s).sum((2, 4))
+    depth_sum = (alpha * depth).reshape(B, H, s, W, s).sum((2, 4))
+    depth = torch.where(cover > 0, depth_sum / cover.clamp(min=torch.finfo(cover.dtype).tiny), 0.0)
+    return Rendered(rgb, cover / (s * s), depth)

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from runner.geometry.cameras import PinholeCamera
-from runner.render.base import Rendered
+from runner.render.base import Rendered, supersample_average
 from runner.render.textures import Material, TextureKind, evaluate_texture
 
 _T_MIN = 1e-4  # [m] hits nearer than this along a ray are ignored
@@ -490,8 +490,9 @@ class RaycastRenderer:
         depth = torch.where(hit, (points * R_z).sum(-1) + t_z, torch.zeros_like(t))
         alpha = hit.to(rgb.dtype)
         raster = torch.argsort(order)  # back from tile order to row-major pixels
-        return _downsample(rgb[:, raster].reshape(B, H * S, W * S, 3), alpha[:, raster].reshape(B, H * S, W * S),
-                           depth[:, raster].reshape(B, H * S, W * S), S)
+        fine = (B, H * S, W * S)
+        return supersample_average(rgb[:, raster].reshape(*fine, 3), alpha[:, raster].reshape(fine),
+                                   depth[:, raster].reshape(fine), S)
 
 
 def _tile_order(H: int, W: int, tile: int, device: torch.device) -> Tensor:
@@ -500,19 +501,6 @@ def _tile_order(H: int, W: int, tile: int, device: torch.device) -> Tensor:
     tiles_per_row = -(-W // tile)
     key = ((v // tile) * tiles_per_row + u // tile) * tile * tile + (v % tile) * tile + u % tile
     return torch.argsort(key.reshape(-1))
-
-
-def _downsample(rgb: Tensor, alpha: Tensor, depth: Tensor, S: int) -> Rendered:
-    """Average S x S sample blocks; depth is the mean over the samples that hit (0 if none)."""
-    if S == 1:
-        return Rendered(rgb, alpha, depth)
-    B, HS, WS = alpha.shape
-    H, W = HS // S, WS // S
-    rgb = rgb.reshape(B, H, S, W, S, 3).mean((2, 4))
-    hits = alpha.reshape(B, H, S, W, S).sum((2, 4))
-    depth_sum = depth.reshape(B, H, S, W, S).sum((2, 4))
-    depth = torch.where(hits > 0, depth_sum / hits.clamp(min=1), torch.zeros_like(depth_sum))
-    return Rendered(rgb, hits / (S * S), depth)
 
 
 # ============================================================================================ street scenes

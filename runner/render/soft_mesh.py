@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
-from runner.render.base import Rendered
+from runner.render.base import Rendered, supersample_average
 from runner.render.shading import DirectionalLight, albedo, hard_blend, phong, soft_silhouette, softmax_blend
 from runner.render.soft_raster import SparseFragments, blur_radius, project_faces, rasterize
 
@@ -121,7 +120,7 @@ class SoftMeshRenderer:
             rgb, depth = softmax_blend(frags, colors, self.sigma, self.gamma, self.znear, self.zfar, background)
         if self.shading == "silhouette":
             rgb = alpha[..., None] + (1 - alpha[..., None]) * background
-        return _downsample(rgb, alpha, depth, s)
+        return supersample_average(rgb, alpha, depth, s)
 
     def rasterize(self, meshes: Meshes, cameras: PinholeCamera) -> SparseFragments:
         """The sparse fragments of this renderer's settings at the cameras' own resolution."""
@@ -151,16 +150,3 @@ class SoftMeshRenderer:
             raise ValueError(f"meshes {empty} have no faces; remove them from the batch")
         if meshes.verts[0].dtype != cameras.K.dtype:
             raise ValueError(f"mesh dtype {meshes.verts[0].dtype} differs from camera dtype {cameras.K.dtype}")
-
-
-def _downsample(rgb: Tensor, alpha: Tensor, depth: Tensor, s: int) -> Rendered:
-    """Average s x s blocks; depth is weighted by alpha (0 where a block has no coverage)."""
-    if s == 1:
-        return Rendered(rgb, alpha, depth)
-    B, Hs, Ws = alpha.shape
-    H, W = Hs // s, Ws // s
-    rgb = rgb.reshape(B, H, s, W, s, 3).mean((2, 4))
-    cover = alpha.reshape(B, H, s, W, s).sum((2, 4))
-    depth_sum = (alpha * depth).reshape(B, H, s, W, s).sum((2, 4))
-    depth = torch.where(cover > 0, depth_sum / cover.clamp(min=torch.finfo(cover.dtype).tiny), 0.0)
-    return Rendered(rgb, cover / (s * s), depth)

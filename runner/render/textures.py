@@ -5,8 +5,8 @@ primitive a chart: a plane's tangent frame, a box face's local axes, a sphere's 
 a pattern keeps its size in the world whatever the camera. Every pattern is a smooth function of ``uv``:
 hard edges are replaced by steep sigmoids and the noise uses a quintic fade, so a photometric loss has
 gradients with respect to where a ray hits the surface. (The per-brick and per-window random tints
-switch at cell borders, where the mortar or wall covers them up to a weight of ~3e-4.) Every non-constant pattern is multiplied by a
-fine fBm "grain" at a quarter of its period so that no textured region is flat.
+switch at cell borders, where the mortar or wall covers them up to a weight of ~3e-4.) Every
+non-constant pattern is multiplied by a fine fBm "grain" at a quarter of its period so that no textured region is flat.
 
 Noise is value noise on the integer lattice (Perlin, "An image synthesizer", SIGGRAPH 1985) with the
 quintic fade of Perlin, "Improving noise", SIGGRAPH 2002, summed over octaves into fractional Brownian
