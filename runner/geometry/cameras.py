@@ -17,7 +17,10 @@ pixels        u right, v down        pixel (row i, col j) has its centre at (u, 
 
 ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels; ``u = fx x / z + cx``, ``v = fy y / z + cy``.
 The conversions below are exact rotations by 180 degrees about one camera axis, so a round trip
-through them returns the input to floating point precision.
+through them returns the input to floating point precision. Pixel centres differ by half a pixel from
+PyTorch3D's ``cameras_from_opencv_projection``, which puts pixel (i, j)'s centre at (j + 0.5, i + 0.5):
+add 0.5 to cx and cy when handing K to it (with that, PyTorch3D's soft silhouettes match dwx's
+``soft_mesh`` to 1e-5, see ``benchmarks/render.py``).
 """
 
 from __future__ import annotations
