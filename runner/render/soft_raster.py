@@ -11,8 +11,9 @@ Reasoning", ICCV 2019) with the conventions of PyTorch3D's ``rasterize_meshes`` 
 * ``dist`` is the *signed squared* distance from the pixel centre to the projected triangle's boundary,
   negative inside (inside = all three screen barycentrics >= 0).
 * A face is a candidate of a pixel when its camera depth is > ``znear`` at all three vertices (faces that
-  touch the near plane are culled, not clipped), it is not a culled back face, it has non-zero screen
-  area, and the pixel is inside it or ``dist <= blur_radius``. For a soft renderer
+  touch the near plane are culled, not clipped), it is not a culled back face, it is not
+  degenerate (|twice its screen area| > 1e-8 NDC^2, PyTorch3D's test), and the pixel is inside it or
+  ``dist <= blur_radius``. For a soft renderer
   ``blur_radius = sigma * ln(1 / eps - 1)`` (``eps = 1e-4``), the squared distance beyond which the coverage
   ``sigmoid(-dist / sigma)`` is below ``eps``; ``blur_radius = 0`` keeps only the faces that contain the
   pixel (hard rasterisation).
@@ -59,7 +60,10 @@ from runner.geometry.meshes import Meshes
 from runner.render.base import Fragments
 
 COVERAGE_EPS = 1e-4  # coverage below which a face is not a candidate of a pixel (SoftRas / PyTorch3D)
-_MIN_AREA_PX2 = 1e-10  # faces with |screen area| below this [pixels^2] are degenerate and culled
+# Faces with |twice the signed screen area| <= this [NDC^2] are degenerate and skipped (PyTorch3D's test,
+# kEpsilon = 1e-8). Screen barycentrics divide by that area: a sliver whose area rounds to zero in float32
+# would otherwise give NaN barycentrics and, through them, NaN vertex gradients.
+_MIN_AREA2_NDC = 1e-8
 
 
 def blur_radius(sigma: float, eps: float = COVERAGE_EPS) -> float:
@@ -197,7 +201,7 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
     u, v = face_uv.unbind(-1)
     with torch.no_grad():
         pix, face, zbuf = _candidates(u.detach(), v.detach(), face_z.detach(), valid, face_to_image, H, W,
-                                      blur_px2, cull_backfaces, max_pairs)
+                                      blur_px2, _MIN_AREA2_NDC / ndc_per_px**2, cull_backfaces, max_pairs)
         keep = _nearest_k(pix, zbuf, batch_size * H * W, faces_per_pixel)
         if keep is not None:
             pix, face = pix.index_select(0, keep), face.index_select(0, keep)
@@ -279,14 +283,23 @@ def _pair_geometry(px: Tensor, py: Tensor, ax: Tensor, ay: Tensor, bx: Tensor, b
         dx, dy = wx - t * ex, wy - t * ey
         d = dx * dx + dy * dy
         dist = d if dist is None else torch.minimum(dist, d)
-    area2 = cross[0] + cross[1] + cross[2]  # twice the signed area
+    # Twice the signed area from the vertices alone, bit for bit the value _candidates tested against
+    # the degeneracy threshold (the sum of the three edge functions is the same number in exact arithmetic
+    # but can round to zero for a sliver).
+    area2 = _twice_signed_area(ax, ay, bx, by, cx, cy)
     l = [cross[1] / area2, cross[2] / area2, cross[0] / area2]
     inside = (l[0] >= 0) & (l[1] >= 0) & (l[2] >= 0)
     return dist, inside, l
 
 
+def _twice_signed_area(ax: Tensor, ay: Tensor, bx: Tensor, by: Tensor, cx: Tensor, cy: Tensor) -> Tensor:
+    """Twice the signed area of triangles abc from their (M,) vertex coordinates [pixels^2]."""
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+
+
 def _candidates(u: Tensor, v: Tensor, z: Tensor, valid: Tensor, face_to_image: Tensor, H: int, W: int,
-                blur_px2: float, cull_backfaces: bool, max_pairs: int) -> tuple[Tensor, Tensor, Tensor]:
+                blur_px2: float, min_area2_px: float, cull_backfaces: bool,
+                max_pairs: int) -> tuple[Tensor, Tensor, Tensor]:
     """(pixel, face) pairs whose pixel centre is inside the face or within the blur radius of it.
 
     Every face enumerates the pixel centres of its bounding box grown by the blur radius, row by row, in
@@ -294,11 +307,12 @@ def _candidates(u: Tensor, v: Tensor, z: Tensor, valid: Tensor, face_to_image: T
 
     Args:
         u, v: (F, 3) vertex pixel coordinates; z: (F, 3) vertex depths.
+        min_area2_px: faces with |twice the signed area| at or below this [pixels^2] are skipped.
     Returns:
         pix (P,), face (P,) in ascending face order, and zbuf (P,) the clipped-barycentric depth.
     """
-    area2 = (u[:, 1] - u[:, 0]) * (v[:, 2] - v[:, 0]) - (v[:, 1] - v[:, 0]) * (u[:, 2] - u[:, 0])
-    keep = valid & (area2.abs() > 2 * _MIN_AREA_PX2)
+    area2 = _twice_signed_area(u[:, 0], v[:, 0], u[:, 1], v[:, 1], u[:, 2], v[:, 2])
+    keep = valid & (area2.abs() > min_area2_px)
     if cull_backfaces:
         keep &= area2 < 0  # counter-clockwise from outside = clockwise in the v-down image
     reach = math.sqrt(blur_px2)
