@@ -10,7 +10,7 @@ lengths, particle masses and the pins are known. Particles are drawn as splats i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from runner.physics.mass_spring import MassSpring, cloth
 from tasks.physical_params.scene import FilmedScene
 
 
+@dataclass(kw_only=True, eq=False)
 class ClothScene(FilmedScene):
     """Args (beyond :class:`FilmedScene`'s):
     rows, cols: particle grid (≥ 2 each); the two top corners are pinned.
@@ -31,30 +32,22 @@ class ClothScene(FilmedScene):
 
     recoverable = ("stiffness", "damping")
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        rows: int,
-        cols: int,
-        spacing: float,
-        particle_mass: float,
-        origin: Sequence[float],
-        colors: Sequence[Sequence[float]],
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
-        if rows < 2 or cols < 2 or not spacing > 0 or not particle_mass > 0:
+    rows: int
+    cols: int
+    spacing: float
+    particle_mass: float
+    origin: Sequence[float]
+    colors: Sequence[Sequence[float]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rows < 2 or self.cols < 2 or not self.spacing > 0 or not self.particle_mass > 0:
             raise ConfigError("scene: the cloth needs rows, cols >= 2, spacing [m] > 0 and particle_mass [kg] > 0")
-        if len(colors) != 2:
-            raise ConfigError(f"scene.colors must hold two RGB colours, got {len(colors)}")
-        self.rows, self.cols, self.spacing, self.particle_mass = int(rows), int(cols), spacing, particle_mass
-        self.origin = torch.tensor(list(origin), dtype=torch.float32)
-        self.checker = torch.tensor([list(c) for c in colors], dtype=torch.float32)
+        if len(self.colors) != 2:
+            raise ConfigError(f"scene.colors must hold two RGB colours, got {len(self.colors)}")
+        self.rows, self.cols = int(self.rows), int(self.cols)
+        self.origin = torch.tensor(list(self.origin), dtype=torch.float32)
+        self.checker = torch.tensor([list(c) for c in self.colors], dtype=torch.float32)  # (2, 3)
 
     def check_engine(self, engine: object) -> None:
         if not isinstance(engine, MassSpring):

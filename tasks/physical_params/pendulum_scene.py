@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,6 +18,20 @@ from runner.physics.pendulum import Pendulum, PendulumParams
 from tasks.physical_params.scene import FilmedScene
 
 
+def pendulum_model(values: dict[str, Tensor], pivot: Tensor) -> PendulumParams:
+    """A batch of one pendulum hung from ``pivot`` (1, 3) [m].
+
+    Args:
+        values: the estimated ``length`` [m] and ``damping`` rate [1/s], () tensors.
+    """
+    return PendulumParams(
+        length=values["length"].reshape(1).to(torch.float32),
+        damping=values["damping"].reshape(1).to(torch.float32),
+        pivot=pivot,
+    )
+
+
+@dataclass(kw_only=True, eq=False)
 class PendulumScene(FilmedScene):
     """Args (beyond :class:`FilmedScene`'s):
     pivot: (3,) pivot position [m].
@@ -27,40 +42,28 @@ class PendulumScene(FilmedScene):
 
     recoverable = ("length", "damping")
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        pivot: Sequence[float],
-        angle_deg: float,
-        bob_radius: float,
-        rod_points: int,
-        rod_radius: float,
-        color: Sequence[float],
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
-        if not (bob_radius > 0 and rod_radius > 0 and rod_points >= 0):
+    pivot: Sequence[float]
+    angle_deg: float
+    bob_radius: float
+    rod_points: int
+    rod_radius: float
+    color: Sequence[float]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.bob_radius > 0 and self.rod_radius > 0 and self.rod_points >= 0):
             raise ConfigError("scene: bob_radius and rod_radius [m] must be > 0 and rod_points >= 0")
-        self.pivot = torch.tensor(list(pivot), dtype=torch.float32)
-        self.angle = math.radians(angle_deg)
-        self.bob_radius, self.rod_points, self.rod_radius = bob_radius, int(rod_points), rod_radius
-        self.color = torch.tensor(list(color), dtype=torch.float32)
+        self.pivot = torch.tensor(list(self.pivot), dtype=torch.float32)
+        self.angle = math.radians(self.angle_deg)  # [rad]
+        self.rod_points = int(self.rod_points)
+        self.color = torch.tensor(list(self.color), dtype=torch.float32)
 
     def check_engine(self, engine: object) -> None:
         if not isinstance(engine, Pendulum):
             raise ConfigError(f"scene pendulum needs physics=pendulum, got {type(engine).__name__}")
 
     def model(self, values: dict[str, Tensor]) -> PendulumParams:
-        return PendulumParams(
-            length=values["length"].reshape(1).to(torch.float32),
-            damping=values["damping"].reshape(1).to(torch.float32),
-            pivot=self.pivot[None],
-        )
+        return pendulum_model(values, self.pivot[None])
 
     def simulate(self, engine, values, frames):
         params = self.model(values)

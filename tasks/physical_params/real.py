@@ -16,6 +16,7 @@ and the fit's RMS residual [rad].
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from runner.errors import ConfigError, InputError
 from runner.physics.pendulum import Pendulum, PendulumParams
+from tasks.physical_params.pendulum_scene import pendulum_model
 from tasks.physical_params.scene import Observation, Scene
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +68,7 @@ def zero_crossing_period(t: np.ndarray, theta: np.ndarray) -> float:
     return float(np.mean(np.diff(crossings)))
 
 
+@dataclass(kw_only=True, eq=False)
 class RealPendulum(Scene):
     """The recorded pendulum as a scene: recover length [m] and damping rate [1/s] from the angle track.
 
@@ -81,21 +84,27 @@ class RealPendulum(Scene):
 
     recoverable = ("length", "damping")
 
-    def __init__(self, params: dict[str, dict], path: str, fps: float = 6.0, duration_s: float | None = None):
-        t, theta, omega = read_angle_track(path)
-        if duration_s is not None:
-            keep = t - t[0] <= duration_s
+    path: str
+    fps: float = 6.0
+    duration_s: float | None = None
+    frames: int = field(init=False)  # the recording's length on the ``fps`` grid
+
+    def __post_init__(self) -> None:
+        t, theta, omega = read_angle_track(self.path)
+        if self.duration_s is not None:
+            keep = t - t[0] <= self.duration_s
             t, theta, omega = t[keep], theta[keep], omega[keep]
-        index = np.round((t - t[0]) * fps).astype(np.int64)
-        off_grid = np.abs((t - t[0]) * fps - index) > 0.25
+        index = np.round((t - t[0]) * self.fps).astype(np.int64)
+        off_grid = np.abs((t - t[0]) * self.fps - index) > 0.25
         if off_grid.any():
             raise InputError(
-                f"scene.path={path}: time stamp {t[off_grid][0]:.4f} s is not on the {fps} Hz grid; "
+                f"scene.path={self.path}: time stamp {t[off_grid][0]:.4f} s is not on the {self.fps} Hz grid; "
                 "set scene.fps to the recording's sample rate"
             )
-        super().__init__(params, int(index[-1]) + 1, fps)
+        self.frames = int(index[-1]) + 1
+        super().__post_init__()
         if len(index) < 10:
-            raise ConfigError(f"scene.duration_s={duration_s} keeps {len(index)} samples; fit at least 10")
+            raise ConfigError(f"scene.duration_s={self.duration_s} keeps {len(index)} samples; fit at least 10")
         self.time, self.theta = t, theta
         self.index = torch.from_numpy(index)
         self.angle0, self.rate0 = float(theta[0]), float(omega[0])
@@ -105,11 +114,7 @@ class RealPendulum(Scene):
             raise ConfigError(f"scene pendulum_real needs physics=pendulum, got {type(engine).__name__}")
 
     def model(self, values: dict[str, Tensor]) -> PendulumParams:
-        return PendulumParams(
-            length=values["length"].reshape(1).to(torch.float32),
-            damping=values["damping"].reshape(1).to(torch.float32),
-            pivot=torch.zeros(1, 3),
-        )
+        return pendulum_model(values, torch.zeros(1, 3))
 
     def simulate(self, engine, values, frames):
         params = self.model(values)

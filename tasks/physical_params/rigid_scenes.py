@@ -10,6 +10,7 @@ eight overlapping splats at the centres of its octants (the body does not spin i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from tasks.physical_params.scene import FilmedScene
 _OCTANTS = torch.tensor([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 
 
+@dataclass(kw_only=True, eq=False)
 class RigidScene(FilmedScene):
     """One sphere or cube filmed from the side (shared by the rigid scenes).
 
@@ -31,28 +33,20 @@ class RigidScene(FilmedScene):
         position: (3,) initial centre [m]; a body resting on the ground has y = size.
     """
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        shape: str,
-        size: float,
-        color: Sequence[float],
-        position: Sequence[float],
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg)
-        if shape not in ("sphere", "box"):
-            raise ConfigError(f"scene.shape must be sphere or box, got {shape!r}")
-        if not size > 0:
-            raise ConfigError(f"scene.size [m] must be > 0, got {size}")
-        self.shape, self.size = shape, float(size)
-        self.color = torch.tensor(list(color), dtype=torch.float32)
-        self.position = torch.tensor(list(position), dtype=torch.float32)
+    shape: str
+    size: float
+    color: Sequence[float]
+    position: Sequence[float]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shape not in ("sphere", "box"):
+            raise ConfigError(f"scene.shape must be sphere or box, got {self.shape!r}")
+        if not self.size > 0:
+            raise ConfigError(f"scene.size [m] must be > 0, got {self.size}")
+        self.size = float(self.size)
+        self.color = torch.tensor(list(self.color), dtype=torch.float32)
+        self.position = torch.tensor(list(self.position), dtype=torch.float32)
 
     def check_engine(self, engine: object) -> None:
         if not isinstance(engine, RigidBodies):
@@ -101,6 +95,7 @@ class RigidScene(FilmedScene):
         return centre + (_OCTANTS * self.size)[None]
 
 
+@dataclass(kw_only=True, eq=False)
 class Projectile(RigidScene):
     """A ball thrown from a known point: recover its launch speed [m/s] and elevation angle [deg].
 
@@ -109,25 +104,9 @@ class Projectile(RigidScene):
 
     recoverable = ("speed", "angle")
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        shape,
-        size,
-        color,
-        position,
-        mass: float,
-        restitution: float,
-        friction: float,
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
-        self.mass, self.restitution, self.friction = mass, restitution, friction
+    mass: float
+    restitution: float
+    friction: float
 
     def simulate(self, engine, values, frames):
         angle = torch.deg2rad(values["angle"])
@@ -135,6 +114,7 @@ class Projectile(RigidScene):
         return self.rollout(engine, frames, velocity, self.mass, self.restitution, self.friction)
 
 
+@dataclass(kw_only=True, eq=False)
 class Push(RigidScene):
     """A block at rest on the ground receives a known impulse and slides to a stop: recover its mass [kg].
 
@@ -145,30 +125,18 @@ class Push(RigidScene):
 
     recoverable = ("mass",)
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        shape,
-        size,
-        color,
-        position,
-        impulse: Sequence[float],
-        friction: float,
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
-        self.impulse = torch.tensor(list(impulse), dtype=torch.float32)
-        self.friction = friction
+    impulse: Sequence[float]
+    friction: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.impulse = torch.tensor(list(self.impulse), dtype=torch.float32)
 
     def simulate(self, engine, values, frames):
         return self.rollout(engine, frames, torch.zeros(3), values["mass"], 0.0, self.friction, self.impulse)
 
 
+@dataclass(kw_only=True, eq=False)
 class BouncingBall(RigidScene):
     """A ball dropped with a known velocity bounces on the ground: recover its coefficient of restitution.
 
@@ -177,31 +145,19 @@ class BouncingBall(RigidScene):
 
     recoverable = ("restitution",)
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        shape,
-        size,
-        color,
-        position,
-        velocity: Sequence[float],
-        mass: float,
-        friction: float,
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
-        self.velocity = torch.tensor(list(velocity), dtype=torch.float32)
-        self.mass, self.friction = mass, friction
+    velocity: Sequence[float]
+    mass: float
+    friction: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.velocity = torch.tensor(list(self.velocity), dtype=torch.float32)
 
     def simulate(self, engine, values, frames):
         return self.rollout(engine, frames, self.velocity, self.mass, values["restitution"], self.friction)
 
 
+@dataclass(kw_only=True, eq=False)
 class SlidingBlock(RigidScene):
     """A block launched along the ground with a known velocity slows to a stop: recover the friction coefficient.
 
@@ -210,30 +166,17 @@ class SlidingBlock(RigidScene):
 
     recoverable = ("friction",)
 
-    def __init__(
-        self,
-        params,
-        frames,
-        fps,
-        image_size,
-        eye,
-        at,
-        fov_deg,
-        shape,
-        size,
-        color,
-        position,
-        velocity: Sequence[float],
-        mass: float,
-    ):
-        super().__init__(params, frames, fps, image_size, eye, at, fov_deg, shape, size, color, position)
-        self.velocity = torch.tensor(list(velocity), dtype=torch.float32)
+    velocity: Sequence[float]
+    mass: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.velocity = torch.tensor(list(self.velocity), dtype=torch.float32)
         if abs(float(self.velocity[1])) > 0 or abs(self.position[1].item() - self.size) > 1e-6:
             raise ConfigError(
                 "scene sliding_block: the block must start on the ground (position y = size) "
                 "with a horizontal velocity (velocity y = 0)"
             )
-        self.mass = mass
 
     def simulate(self, engine, values, frames):
         return self.rollout(engine, frames, self.velocity, self.mass, 0.0, values["friction"])

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -31,8 +32,13 @@ Observation = Literal["pixels", "tracks2d", "tracks3d"]
 OBSERVATIONS = ("pixels", "tracks2d", "tracks3d")
 
 
+@dataclass(kw_only=True, eq=False)
 class Scene(ABC):
     """A physical experiment whose parameters are recovered from observations of it.
+
+    Scenes are keyword-only dataclasses: Hydra passes the keys of ``configs/scene/<name>.yaml`` as fields, each
+    subclass declares only the fields it adds, and ``__post_init__`` checks them (base class first) and turns
+    config lists the scene computes with into float32 tensors.
 
     Args:
         params: the recovered parameters, ``{name: {low, high, truth, space, init, unit}}`` (see
@@ -41,20 +47,25 @@ class Scene(ABC):
         fps: frame rate [1/s]; the engine steps one frame of ``1 / fps`` [s] at a time.
     """
 
-    recoverable: tuple[str, ...] = ()  # the parameters this scene recovers
+    recoverable: ClassVar[tuple[str, ...]] = ()  # the parameters this scene recovers
 
-    def __init__(self, params: dict[str, dict], frames: int, fps: float):
-        if frames < 2:
-            raise ConfigError(f"scene.frames must be >= 2, got {frames}")
-        if not fps > 0:
-            raise ConfigError(f"scene.fps must be > 0, got {fps}")
-        self.specs: dict[str, ParamSpec] = specs_from_config(params)
+    params: dict[str, dict]
+    frames: int
+    fps: float
+    specs: dict[str, ParamSpec] = field(init=False, repr=False)  # ``params`` checked, by name
+
+    def __post_init__(self) -> None:
+        if self.frames < 2:
+            raise ConfigError(f"scene.frames must be >= 2, got {self.frames}")
+        if not self.fps > 0:
+            raise ConfigError(f"scene.fps must be > 0, got {self.fps}")
+        self.specs = specs_from_config(self.params)
         if sorted(self.specs) != sorted(self.recoverable):
             raise ConfigError(
                 f"scene.params: {type(self).__name__} recovers {sorted(self.recoverable)}; "
                 f"give exactly those, got {sorted(self.specs) or 'none'}"
             )
-        self.frames, self.fps = int(frames), float(fps)
+        self.frames, self.fps = int(self.frames), float(self.fps)
 
     @property
     def dt(self) -> float:
@@ -101,6 +112,7 @@ class Scene(ABC):
         return {n: torch.tensor(s.truth, dtype=torch.float32) for n, s in self.specs.items()}
 
 
+@dataclass(kw_only=True, eq=False)
 class FilmedScene(Scene):
     """A scene filmed by a fixed camera; its points are drawn as splats.
 
@@ -111,23 +123,20 @@ class FilmedScene(Scene):
         fov_deg: vertical field of view [deg].
     """
 
-    def __init__(
-        self,
-        params: dict[str, dict],
-        frames: int,
-        fps: float,
-        image_size: int,
-        eye: Sequence[float],
-        at: Sequence[float],
-        fov_deg: float,
-    ):
-        super().__init__(params, frames, fps)
-        if image_size < 8:
-            raise ConfigError(f"scene.image_size must be >= 8 pixels, got {image_size}")
-        if not 0 < fov_deg < 180:
-            raise ConfigError(f"scene.fov_deg must be in (0, 180), got {fov_deg}")
-        self.image_size = int(image_size)
-        self.eye, self.at, self.fov_deg = tuple(map(float, eye)), tuple(map(float, at)), float(fov_deg)
+    image_size: int
+    eye: Sequence[float]
+    at: Sequence[float]
+    fov_deg: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.image_size < 8:
+            raise ConfigError(f"scene.image_size must be >= 8 pixels, got {self.image_size}")
+        if not 0 < self.fov_deg < 180:
+            raise ConfigError(f"scene.fov_deg must be in (0, 180), got {self.fov_deg}")
+        self.image_size = int(self.image_size)
+        self.eye, self.at = tuple(map(float, self.eye)), tuple(map(float, self.at))
+        self.fov_deg = float(self.fov_deg)
 
     @abstractmethod
     def point_style(self) -> tuple[Tensor, Tensor]:
