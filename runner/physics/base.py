@@ -82,6 +82,14 @@ class PhysicsEngine(Protocol):
         ...
 
 
+def check_engine_args(engine: str, substeps: int, gravity: float) -> None:
+    """Raise a ValueError naming ``engine`` unless ``substeps`` ≥ 1 and ``gravity`` [m/s²] along -y is ≥ 0."""
+    if substeps < 1:
+        raise ValueError(f"{engine}: substeps must be >= 1, got {substeps}")
+    if gravity < 0:
+        raise ValueError(f"{engine}: gravity [m/s²] is a magnitude along -y and must be >= 0, got {gravity}")
+
+
 def check_rollout_args(steps: int, dt: float) -> None:
     """Raise a ValueError unless ``steps`` ≥ 1 and the frame length ``dt`` [s] is > 0 (shared by backends)."""
     if not dt > 0:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from runner.physics.base import PhysParams, State, Trajectory, check_rollout_args
+from runner.physics.base import PhysParams, State, Trajectory, check_engine_args, check_rollout_args
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,7 @@ class MassSpring:
     """
 
     def __init__(self, substeps: int = 10, gravity: float = 9.81):
-        if substeps < 1:
-            raise ValueError(f"MassSpring: substeps must be >= 1, got {substeps}")
-        if gravity < 0:
-            raise ValueError(f"MassSpring: gravity [m/s²] is a magnitude along -y and must be >= 0, got {gravity}")
+        check_engine_args("MassSpring", substeps, gravity)
         self.substeps = substeps
         self.gravity = gravity
 

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from runner.geometry.transforms import quaternion_multiply
-from runner.physics.base import PhysParams, State, Trajectory, check_rollout_args
+from runner.physics.base import PhysParams, State, Trajectory, check_engine_args, check_rollout_args
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,7 @@ class RigidBodies:
     """
 
     def __init__(self, substeps: int = 2, gravity: float = 9.81, contact_tol: float = 1e-6):
-        if substeps < 1:
-            raise ValueError(f"RigidBodies: substeps must be >= 1, got {substeps}")
-        if gravity < 0:
-            raise ValueError(f"RigidBodies: gravity [m/s²] is a magnitude along -y and must be >= 0, got {gravity}")
+        check_engine_args("RigidBodies", substeps, gravity)
         if contact_tol < 0:
             raise ValueError(f"RigidBodies: contact_tol [m] must be >= 0, got {contact_tol}")
         self.substeps = substeps

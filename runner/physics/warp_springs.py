@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from runner.physics.base import State, Trajectory, check_rollout_args
+from runner.physics.base import State, Trajectory, check_engine_args, check_rollout_args
 from runner.physics.mass_spring import MassSpring, SpringParams
 
 try:
@@ -81,10 +81,7 @@ class WarpMassSpring:
     """
 
     def __init__(self, substeps: int = 10, gravity: float = 9.81):
-        if substeps < 1:
-            raise ValueError(f"WarpMassSpring: substeps must be >= 1, got {substeps}")
-        if gravity < 0:
-            raise ValueError(f"WarpMassSpring: gravity [m/s²] is a magnitude along -y and must be >= 0, got {gravity}")
+        check_engine_args("WarpMassSpring", substeps, gravity)
         self.substeps = substeps
         self.gravity = gravity
 
