@@ -118,6 +118,8 @@ def run_job(cfg: DictConfig) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     dist_info = from_environment()
+    if not dist_info.is_main:  # rank 0 logs the run (console and run.log); the others only their problems
+        logging.getLogger().setLevel(logging.WARNING)
     record_type = RunRecord if dist_info.is_main else RankRecord
     record = record_type(run_dir, hc.runtime.choices.get("task"), overrides)
     logger = None

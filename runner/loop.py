@@ -203,12 +203,12 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)
         terms = self.task.loss(self.step)
         total = sum(terms.values())
-        if not torch.isfinite(total):
-            raise NonFiniteError(self._describe_nonfinite(terms))
-        total.backward()
         if self._terms is None:  # L-BFGS evaluates the closure several times; log the first
             self._terms = {k: v.detach() for k, v in terms.items()}
             self._total = total.detach()
+        if not torch.isfinite(total):
+            raise NonFiniteError(self._describe_nonfinite(terms))
+        total.backward()
         return total
 
     def _describe_nonfinite(self, terms: dict[str, Tensor]) -> str:
@@ -230,6 +230,32 @@ class Loop:
             if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in g["params"])
         ]
 
+    def _backward_and_average(self) -> None:
+        """The closure, then (data-parallel) gradients and logged loss terms averaged over the ranks.
+
+        A rank whose loss is not finite still joins the all-reduce (with zero gradients), so that all
+        ranks learn of it and stop, or skip the step, together.
+        """
+        world_size = self.task.world_size
+        if world_size <= 1:
+            self._closure()
+            return
+        failed = None
+        try:
+            self._closure()
+        except NonFiniteError as e:
+            failed = e
+            self.optimizer.zero_grad(set_to_none=True)
+        names = list(self._terms)
+        values = torch.stack([self._terms[k].reshape(()) for k in names] + [self._total.reshape(())])
+        failed_ranks, mean = average_gradients(self.params, world_size, values, loss_failed=failed is not None)
+        if failed is not None:
+            raise failed
+        if failed_ranks:
+            raise NonFiniteError(f"non-finite loss at step {self.step} on {failed_ranks} of {world_size} processes")
+        self._terms = dict(zip(names, mean[:-1]))
+        self._total = mean[-1]
+
     def _take_step(self) -> bool:
         """One optimiser step; False when it was skipped (non-finite with ``nonfinite=skip``)."""
         self._terms = None
@@ -237,8 +263,7 @@ class Loop:
             if self.is_lbfgs:
                 self.optimizer.step(self._closure)
             else:
-                self._closure()
-                average_gradients(self.params, self.task.world_size)
+                self._backward_and_average()
                 norm = self._grad_norm()
                 if not torch.isfinite(norm):
                     groups = self._nonfinite_grad_groups()

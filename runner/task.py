@@ -7,7 +7,8 @@ truth and data it does not learn belong in non-persistent buffers or plain attri
 The loop calls, in order: ``setup(device)`` once, then for every step ``loss(step)``, and at the
 configured cadences ``evaluate()``, ``visuals(logger, step)``; ``save(out_dir)`` at the end.
 Batches must be drawn from a generator seeded by the step (see :meth:`Task.step_generator`), so that a
-resumed run sees exactly the batches an uninterrupted one would.
+resumed run sees exactly the batches an uninterrupted one would. A task that sets ``data_parallel`` draws
+the global batch that way and keeps its share with :meth:`Task.shard` (see :mod:`runner.distributed`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from runner.errors import ConfigError
 from runner.logging import Logger
 
 
@@ -81,16 +83,37 @@ class Task(nn.Module, ABC):
     def shard(self, batch: Tensor) -> Tensor:
         """This rank's contiguous share of a global batch (all of it in a single process).
 
-        Draw the global batch (indices, snippets, ...) with :meth:`step_generator` as usual, then
-        take ``self.shard(batch)``: with the loop averaging gradients over ranks, N processes then
-        take the step one process takes on the whole batch. The batch size must divide evenly.
+        Draw the global batch (indices, snippets, augmentation parameters, noise, ...) with
+        :meth:`step_generator` as usual, then take ``self.shard(batch)`` of each: with the loop averaging
+        gradients over ranks, N processes then take the step one process takes on the whole batch. This
+        replaces a ``DistributedSampler`` (see :mod:`runner.distributed`). A loss that is a mean over the
+        samples of the share is then, averaged over the ranks, the mean over the global batch; a
+        normaliser that couples samples (a count over the batch) needs :meth:`sum_over_ranks`.
+
+        Raises:
+            ConfigError: the batch does not split evenly over the processes.
         """
         if self.world_size == 1:
             return batch
         if len(batch) % self.world_size:
-            raise ValueError(f"batch of {len(batch)} does not split evenly over {self.world_size} processes")
+            raise ConfigError(
+                f"a global batch of {len(batch)} does not split evenly over {self.world_size} processes; "
+                f"make the batch size a multiple of {self.world_size}"
+            )
         n = len(batch) // self.world_size
         return batch[self.rank * n : (self.rank + 1) * n]
+
+    def sum_over_ranks(self, value: Tensor) -> Tensor:
+        """A detached statistic summed over the ranks of a data-parallel run (itself in one process).
+
+        For normalisers of a loss over the global batch, e.g. the number of pixels a mask keeps:
+        ``N * local_sum / sum_over_ranks(local_count)`` averaged over N ranks is the global ratio.
+        """
+        if self.world_size == 1:
+            return value.detach()
+        from runner.distributed import sum_over_ranks
+
+        return sum_over_ranks(value)
 
     def step_generator(self, step: int) -> torch.Generator:
         """A CPU generator seeded by (task seed, step): the batch of a step never depends on history."""

@@ -105,7 +105,7 @@ def mean_reprojection(errors: list[Tensor]) -> Tensor:
 
 
 def automask(reprojection_errors: list[Tensor], identity_errors: list[Tensor], noise_std: float = 1e-5,
-             generator: torch.Generator | None = None) -> Tensor:
+             generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
     """Static-pixel auto-mask (monodepth2, Sec. 3.3): keep a pixel only where the best warped source
     explains the target better than the best unwarped source.
 
@@ -118,6 +118,8 @@ def automask(reprojection_errors: list[Tensor], identity_errors: list[Tensor], n
         identity_errors: S maps (B, 1, H, W): errors of the unwarped sources against the target.
         noise_std: standard deviation of the tie-breaking noise (monodepth2: 1e-5); 0 disables it.
         generator: CPU generator for the noise, for reproducible masks.
+        noise: (B, S, H, W) standard normal draws to use instead of drawing them from ``generator``
+            (a data-parallel rank passes its share of the global batch's draw).
     Returns:
         (B, 1, H, W) mask in {0, 1}, dtype of the errors, without gradient.
     """
@@ -129,7 +131,10 @@ def automask(reprojection_errors: list[Tensor], identity_errors: list[Tensor], n
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     with torch.no_grad():
         if noise_std > 0:
-            noise = torch.randn(identity.shape, generator=generator, dtype=identity.dtype)
+            if noise is None:
+                noise = torch.randn(identity.shape, generator=generator, dtype=identity.dtype)
+            elif noise.shape != identity.shape:
+                raise ValueError(f"noise must be {tuple(identity.shape)}, got {tuple(noise.shape)}")
             identity = identity + noise_std * noise.to(identity.device)
         keep = warp.min(1, keepdim=True).values < identity.min(1, keepdim=True).values
     return keep.to(warp.dtype)
