@@ -15,7 +15,10 @@ widths, 0.20 G separable; PoseNet 0.16 G, 0.04 G at ``input_scale=0.5``):
     convolutions are memory-bound;
   * BatchNorm in the encoder only, as monodepth2 (its ResNet encoder has it, its decoder does not), the
     usual aid to training a network from scratch; its cost was within the measurement noise.
-    ``encoder_norm="none"`` builds the network without it (no train/eval difference);
+    ``encoder_norm="none"`` builds the network without it (no train/eval difference). It is
+    :class:`runner.distributed.GlobalBatchNorm2d`: plain BatchNorm in one process, statistics of the
+    global batch in a data-parallel run (gloo on the CPU as NCCL on GPUs), so that N processes train
+    exactly as one process with the same global batch;
   * PoseNet may read the pair at reduced resolution (``input_scale``): it regresses only 6 numbers.
 """
 
@@ -27,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runner.distributed import GlobalBatchNorm2d
 from runner.errors import ConfigError
 from runner.geometry.transforms import invert_rigid, pose_vec_to_matrix
 
@@ -45,7 +49,7 @@ def _conv3x3(c_in: int, c_out: int, stride: int, separable: bool, norm: bool) ->
                   nn.Conv2d(c_in, c_out, 1, bias=not norm)]
     else:
         layers = [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=not norm)]
-    return [*layers, nn.BatchNorm2d(c_out)] if norm else layers
+    return [*layers, GlobalBatchNorm2d(c_out)] if norm else layers
 
 
 def _block(c_in: int, c_out: int, stride: int, separable: bool, norm: bool) -> nn.Sequential:

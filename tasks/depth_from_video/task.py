@@ -41,7 +41,9 @@ class DepthFromVideo(Task):
         depth_net: the disparity network (multi-scale outputs, sigmoid).
         pose_net: the relative-pose network (axis-angle + translation).
         frame_window: frame offsets of the snippet, 0 the target (monodepth2: [-1, 0, 1]).
-        batch_size: snippets per step.
+        batch_size: snippets per step: the global batch of a data-parallel run (``torchrun
+            --nproc_per_node=N``), where each of the N processes trains on batch_size / N of them and the
+            loop averages the gradients; it must then be a multiple of N.
         min_depth, max_depth: the disparity sigmoid maps to depth in [min_depth, max_depth] [scene units].
         scales: output scales that enter the loss (0 = full resolution); each is upsampled to full
             resolution before warping (monodepth2's full-resolution multi-scale).
@@ -65,6 +67,7 @@ class DepthFromVideo(Task):
 
     metric = "abs_rel"
     mode = "min"
+    data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(
         self,
@@ -157,15 +160,21 @@ class DepthFromVideo(Task):
         return {"depth": list(self.depth_net.parameters()), "pose": list(self.pose_net.parameters())}
 
     def _batch(self, step: int) -> tuple[Tensor, list[Tensor], Tensor, Tensor, torch.Generator]:
-        """Target (B,3,H,W), sources [(B,3,H,W)] in window order, K (B,3,3), flip mask (B,) for one step."""
+        """Target (b,3,H,W), sources [(b,3,H,W)] in window order, K (b,3,3), flip mask (b,) for one step.
+
+        The step's generator draws the global batch: ``batch_size`` snippets and their flips (and in
+        :meth:`loss` their colour jitter and auto-mask noise), the same on every rank; each rank keeps its
+        share of b = batch_size / world_size (:meth:`~runner.task.Task.shard`), so N processes train on
+        exactly the snippets and augmentations one process sees (dwx's stand-in for DistributedSampler).
+        """
         g = self.step_generator(step)
-        pick = self.snippets[torch.randint(len(self.snippets), (self.batch_size,), generator=g)]
+        pick = self.shard(self.snippets[torch.randint(len(self.snippets), (self.batch_size,), generator=g)])
+        flip = self.shard(torch.rand(self.batch_size, generator=g) < self.flip)
         seqs = [self.splits.train[i] for i in pick[:, 0].tolist()]
         t = pick[:, 1].tolist()
         target = torch.stack([s.frames[ti] for s, ti in zip(seqs, t)])
         sources = [torch.stack([s.frames[ti + o] for s, ti in zip(seqs, t)]) for o in self.sources]
         K = torch.stack([s.K for s in seqs])
-        flip = torch.rand(self.batch_size, generator=g) < self.flip
         if flip.any():
             f = flip.to(self.device)
             W = target.shape[-1]
@@ -176,12 +185,15 @@ class DepthFromVideo(Task):
         return target, sources, K, flip, g
 
     def _jitter(self, images: list[Tensor], g: torch.Generator) -> list[Tensor]:
-        """The same random brightness, contrast and saturation change for every frame of a snippet."""
+        """The same random brightness, contrast and saturation change for every frame of a snippet.
+
+        The factors are drawn for the global batch and sharded, like the snippets.
+        """
         if self.color_jitter <= 0:
             return images
-        B = images[0].shape[0]
         j = self.color_jitter
-        factors = (1 + (torch.rand(3, B, 1, 1, 1, generator=g) * 2 - 1) * j).to(images[0].device)
+        draw = torch.rand(3, self.batch_size, 1, 1, 1, generator=g)
+        factors = (1 + (draw[:, self.shard(torch.arange(self.batch_size))] * 2 - 1) * j).to(images[0].device)
         out = []
         for img in images:
             gray = img.mean(1, keepdim=True)
@@ -229,8 +241,12 @@ class DepthFromVideo(Task):
                 errors.append(photometric_error(w, target, self.ssim_alpha))
             reproj = min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)
             if self.use_automask:
-                mask = automask(errors, identity, generator=g)
-                photometric = photometric + (reproj * mask).sum() / mask.sum().clamp(min=1)
+                # tie-breaking noise drawn for the global batch, this rank's share kept
+                noise = self.shard(torch.randn((self.batch_size, len(errors), H, W), generator=g, dtype=target.dtype))
+                mask = automask(errors, identity, noise=noise)
+                # the mean over the pixels the mask keeps in the global batch: N ranks' shares average to it
+                kept = self.sum_over_ranks(mask.sum()).clamp(min=1)
+                photometric = photometric + self.world_size * (reproj * mask).sum() / kept
             else:
                 mask = None
                 photometric = photometric + reproj.mean()

@@ -147,3 +147,24 @@ def test_cli_run_export_and_predict(tmp_path):
 
     out = run_dwx("predict", str(run_dir), str(tmp_path / "missing"), env=env)
     assert out.returncode == 2 and out.stderr.startswith("dwx: error: data.path: not found")
+
+
+def test_each_rank_trains_on_its_share_of_the_global_batch():
+    """Data-parallel: the ranks' snippets, flips, intrinsics and colour jitter are slices of one process's
+    batch (simulated ranks; the loss and BatchNorm need the process group: tests/sweeps/test_distributed.py)."""
+    task = tiny_task()
+    task.setup(torch.device("cpu"))
+    step = next(s for s in range(20) if 0 < int(task._batch(s)[3].sum()) < task.batch_size)  # some flipped
+    target, sources, K, flip, g = task._batch(step)
+    whole = [*task._jitter([target, *sources], g), K, flip]
+    shares = []
+    for rank in range(2):
+        task.rank, task.world_size = rank, 2
+        target, sources, K, flip, g = task._batch(step)
+        assert len(target) == task.batch_size // 2
+        shares.append([*task._jitter([target, *sources], g), K, flip])
+    for i, tensor in enumerate(whole):
+        torch.testing.assert_close(torch.cat([share[i] for share in shares]), tensor, rtol=1e-6, atol=1e-6)
+    task.world_size = 3
+    with pytest.raises(ConfigError, match="global batch of 4 does not split evenly over 3 processes"):
+        task._batch(step)
