@@ -279,7 +279,11 @@ class LearnRecon(_Recon):
         views: :class:`~tasks.single_view_recon.data.ViewConfig` keys of every object's views.
         data: ``categories`` (list), objects per category ``train``, ``val``, ``test``, and ``seed``.
         weights: loss weights: silhouette (soft IoU, both views), laplacian, edge, flatten, normal.
-        batch_size: objects per step (each seen from two random views).
+        batch_size: objects per step (each seen from two random views): the global batch of a data-parallel
+            run (``torchrun --nproc_per_node=N``), where each process trains on batch_size / N objects and
+            the loop averages the gradients; it must then be a multiple of N. Every term of the loss is a
+            mean over objects (soft IoU per image, priors per mesh) and the encoder normalises per image
+            (GroupNorm), so N processes compute exactly what one process computes on the global batch.
         latent: size of the encoder's latent code.
         template_level: icosphere subdivision level (3: 642 vertices).
         template_radius: radius of the template sphere [scene units].
@@ -288,6 +292,8 @@ class LearnRecon(_Recon):
         num_points: points sampled on each surface for chamfer and F-score.
         seed: seed of the batches.
     """
+
+    data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
                  weights: dict, batch_size: int = 16, latent: int = 256, template_level: int = 3,
@@ -354,12 +360,23 @@ class LearnRecon(_Recon):
         offsets, log_scale, translation = self.net(images)
         return deform(self.template_verts, self.smooth @ offsets, log_scale, translation)
 
-    def loss(self, step: int) -> dict[str, Tensor]:
+    def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """This rank's share of the step's objects (b,), their input views (b,) and second views (b,).
+
+        The global batch of ``batch_size`` objects, each with two different random views, is drawn from
+        the step's generator the same on every rank, which keeps its share of b = batch_size / world_size
+        (:meth:`~runner.task.Task.shard`): N processes see what one process sees (dwx's stand-in for
+        DistributedSampler).
+        """
         g = self.step_generator(step)
         n, V = self.num_objects("train"), self.cameras.batch_size
         objects = torch.randint(n, (self.batch_size,), generator=g)
         first = torch.randint(V, (self.batch_size,), generator=g)
         second = (first + 1 + torch.randint(V - 1, (self.batch_size,), generator=g)) % V  # a different view
+        return self.shard(objects), self.shard(first), self.shard(second)
+
+    def loss(self, step: int) -> dict[str, Tensor]:
+        objects, first, second = self.batch(step)
         verts = self.predict(self.inputs("train", objects, first))
         mesh = self.meshes(verts)
         views = torch.stack([first, second], 1).reshape(-1)  # (2B,): both views of object 0, then 1, ...
