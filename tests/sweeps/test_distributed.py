@@ -103,6 +103,17 @@ def _assert_same_training(single, ddp, *, atol: float, metric: str, rel: float) 
     assert (ddp / "run.log").read_text().count("done: ") == 1
 
 
+def _run_single_and_ddp(tmp_path, overrides: list[str]):
+    """Run the overrides in one process and on 2 gloo processes; return both run folders."""
+    env = dwx_env(DWX_CACHE=str(tmp_path / "cache"))
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    out = run_dwx("run", *overrides, "logger=none", f"hydra.run.dir={single}", env=env)
+    assert out.returncode == 0, out.stderr
+    out = torchrun(*overrides, f"hydra.run.dir={ddp}", env=env)  # generated data is cached by the first run
+    assert out.returncode == 0, out.stderr[-3000:]
+    return single, ddp
+
+
 def test_depth_from_video_on_two_processes_matches_one_process(tmp_path):
     """depth_tiny (global batch 4: 2 snippets per rank), 2 Adam steps at lr 2e-3.
 
@@ -121,12 +132,7 @@ def test_depth_from_video_on_two_processes_matches_one_process(tmp_path):
         "loop.eval_every=2",
         "loop.log_every=1",
     ]
-    env = dwx_env(DWX_CACHE=str(tmp_path / "cache"))
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    out = run_dwx("run", *common, "logger=none", f"hydra.run.dir={single}", env=env)
-    assert out.returncode == 0, out.stderr
-    out = torchrun(*common, f"hydra.run.dir={ddp}", env=env)  # the data set is cached by the first run
-    assert out.returncode == 0, out.stderr[-3000:]
+    single, ddp = _run_single_and_ddp(tmp_path, common)
     _assert_same_training(single, ddp, atol=1e-4, metric="abs_rel", rel=1e-3)
     assert (ddp / "artifacts" / "weights.pt").is_file()
 
@@ -146,12 +152,7 @@ def test_learned_single_view_recon_on_two_processes_matches_one_process(tmp_path
         "loop.eval_every=6",
         "loop.log_every=1",
     ]
-    env = dwx_env(DWX_CACHE=str(tmp_path / "cache"))
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    out = run_dwx("run", *common, "logger=none", f"hydra.run.dir={single}", env=env)
-    assert out.returncode == 0, out.stderr
-    out = torchrun(*common, f"hydra.run.dir={ddp}", env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
+    single, ddp = _run_single_and_ddp(tmp_path, common)
     _assert_same_training(single, ddp, atol=5e-5, metric="iou_3d", rel=1e-4)
 
 
