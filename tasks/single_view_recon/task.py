@@ -17,6 +17,7 @@ Metrics: ``iou_3d`` (voxels at 32^3, the main metric), ``chamfer``, ``fscore`` (
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -285,6 +286,14 @@ class LearnRecon(_Recon):
             mean over objects (soft IoU per image, priors per mesh) and the encoder normalises per image
             (GroupNorm), so N processes compute exactly what one process computes on the global batch.
         latent: size of the encoder's latent code.
+        refine_steps: test-time refinement: Adam steps of fitting each test prediction's offsets, scale and
+            translation to its input view's silhouette (the training loss on that one view), reported as
+            ``<metric>_refined`` beside the network's own metrics; 0 = off.
+        refine_lr: Adam learning rate of the refinement.
+        refine_sigma: the renderer's ``sigma`` during refinement [NDC^2]; None keeps the training value.
+            Training wants blurry silhouettes that carry gradients far; fitting one view wants sharp ones
+            (as ``mode=fit``): in the tiny run, 100 steps took the input-view IoU from 0.65 to 0.81 with
+            sigma 4e-4 (~0.1 px^2 at 32 px) and not at all with the training's 3e-3.
         template_level: icosphere subdivision level (3: 642 vertices).
         template_radius: radius of the template sphere [scene units].
         smoothing: lambda of the ``(I + lambda L)^-1`` offset parametrisation (Nicolet et al. 2021); 0 = raw.
@@ -296,7 +305,8 @@ class LearnRecon(_Recon):
     data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
-                 weights: dict, batch_size: int = 16, latent: int = 256, template_level: int = 3,
+                 weights: dict, batch_size: int = 16, latent: int = 256, refine_steps: int = 0,
+                 refine_lr: float = 0.01, refine_sigma: float | None = None, template_level: int = 3,
                  template_radius: float = 0.4, smoothing: float = 10.0, laplacian: str = "uniform",
                  num_points: int = 2000, seed: int = 0):
         super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
@@ -305,6 +315,16 @@ class LearnRecon(_Recon):
         if batch_size < 1:
             raise ConfigError(f"task.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        if refine_steps < 0 or refine_lr <= 0:
+            raise ConfigError(f"need task.refine_steps >= 0 and task.refine_lr > 0, got {refine_steps}, {refine_lr}")
+        self.refine_steps, self.refine_lr = int(refine_steps), float(refine_lr)
+        self.refine_renderer = renderer
+        if refine_sigma is not None:
+            if not hasattr(renderer, "sigma") or refine_sigma <= 0:
+                raise ConfigError(f"task.refine_sigma needs a renderer with a sigma (soft_mesh) and a value > 0, "
+                                  f"got {type(renderer).__name__} and {refine_sigma}")
+            self.refine_renderer = copy.copy(renderer)
+            self.refine_renderer.sigma = float(refine_sigma)
         self.data_config = dict(data)
         for split in ("train", "val", "test"):
             if int(self.data_config.get(split, 0)) < 1:
@@ -357,8 +377,18 @@ class LearnRecon(_Recon):
 
     def predict(self, images: Tensor) -> Tensor:
         """(N, 4, H, W) -> (N, V, 3) deformed template vertices."""
-        offsets, log_scale, translation = self.net(images)
+        return self.deformed(*self.net(images))
+
+    def deformed(self, offsets: Tensor, log_scale: Tensor, translation: Tensor) -> Tensor:
+        """(N, V, 3) raw offsets, (N, 1) log scale, (N, 3) translation -> (N, V, 3) template vertices."""
         return deform(self.template_verts, self.smooth @ offsets, log_scale, translation)
+
+    def silhouette_loss(self, renderer: Renderer, verts: Tensor, cameras, target: Tensor) -> dict[str, Tensor]:
+        """Soft IoU of (N, V, 3) meshes rendered by N cameras against (N, H, W) silhouettes, plus priors."""
+        mesh = self.meshes(verts)
+        out = renderer(mesh, cameras)
+        return {"silhouette": self.weights.get("silhouette", 0.0) * soft_iou(out.alpha, target),
+                **prior_terms(mesh, self.weights, self.laplacian)}
 
     def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
         """This rank's share of the step's objects (b,), their input views (b,) and second views (b,).
@@ -391,11 +421,13 @@ class LearnRecon(_Recon):
         """One input view per object, spread over the orbit: object i is seen from view 7 i mod V."""
         return (torch.arange(self.num_objects(split)) * 7) % self.cameras.batch_size
 
-    def split_metrics(self, split: str, surface: bool) -> dict[str, float]:
+    def split_metrics(self, split: str, surface: bool, verts: Tensor | None = None) -> dict[str, float]:
+        """Metrics of the network's predictions on a split (or of given (N, V, 3) ``verts``)."""
         n = self.num_objects(split)
         views = self.eval_views(split)
-        verts = torch.cat([self.predict(self.inputs(split, torch.arange(i, min(i + 64, n)), views[i : i + 64]))
-                           for i in range(0, n, 64)])
+        if verts is None:
+            verts = torch.cat([self.predict(self.inputs(split, torch.arange(i, min(i + 64, n)), views[i : i + 64]))
+                               for i in range(0, n, 64)])
         ious, chamfers, fscores = [], [], []
         for i in range(n):
             pred = self.meshes(verts[i : i + 1])
@@ -424,15 +456,48 @@ class LearnRecon(_Recon):
             out[name] = metrics.silhouette_iou(torch.cat(alphas), target)
         return out
 
+    def refine(self, split: str, chunk: int = 32) -> Tensor:
+        """Test-time refinement: (N, V, 3) vertices fitted to each object's input-view silhouette.
+
+        Starts from the network's offsets, scale and translation and takes ``refine_steps`` Adam steps on
+        the silhouette loss and priors at the input view only (no other view is seen), ``chunk`` objects
+        at a time; every term is a mean over objects and Adam is per coordinate, so each object is fitted
+        as if alone.
+        """
+        n, views = self.num_objects(split), self.eval_views(split)
+        masks = self.splits[split]["images"][..., 3]
+        refined = []
+        for idx in torch.arange(n).split(chunk):
+            with torch.no_grad():
+                predicted = self.net(self.inputs(split, idx, views[idx]))
+            params = [p.clone().requires_grad_(True) for p in predicted]
+            cameras = self.cameras[views[idx].tolist()]
+            target = masks[idx, views[idx]].to(self.device).float() / 255.0
+            optimizer = torch.optim.Adam(params, lr=self.refine_lr)
+            with torch.enable_grad():
+                for _ in range(self.refine_steps):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = self.silhouette_loss(self.refine_renderer, self.deformed(*params), cameras, target)
+                    sum(loss.values()).backward()
+                    optimizer.step()
+            refined.append(self.deformed(*params).detach())
+        return torch.cat(refined)
+
     def evaluate(self) -> dict[str, float]:
         self.net.eval()
         test = self.split_metrics("test", surface=True)
         val = self.split_metrics("val", surface=False)
+        if self.refine_steps:
+            refined = self.split_metrics("test", surface=True, verts=self.refine("test"))
+            test.update({f"{k}_refined": v for k, v in refined.items()})
         self.net.train()
         return {**test, "val_iou_3d": val["iou_3d"], "baseline_iou_3d": self.baseline_iou}
 
     def summary(self, metrics_: dict[str, float]) -> str:
-        return f"iou_3d={metrics_['iou_3d']:.4g} (mean-shape baseline {metrics_['baseline_iou_3d']:.4g})"
+        text = f"iou_3d={metrics_['iou_3d']:.4g} (mean-shape baseline {metrics_['baseline_iou_3d']:.4g})"
+        if "iou_3d_refined" in metrics_:
+            text += f", after test-time refinement {metrics_['iou_3d_refined']:.4g}"
+        return text
 
     def visuals(self, logger: Logger, step: int) -> None:
         self.net.eval()
