@@ -408,13 +408,10 @@ class LearnRecon(_Recon):
     def loss(self, step: int) -> dict[str, Tensor]:
         objects, first, second = self.batch(step)
         verts = self.predict(self.inputs("train", objects, first))
-        mesh = self.meshes(verts)
         views = torch.stack([first, second], 1).reshape(-1)  # (2B,): both views of object 0, then 1, ...
-        out = self.renderer(mesh.extend(2), self.cameras[views.tolist()])
         target = self.splits["train"]["images"][objects.repeat_interleave(2), views][..., 3].to(self.device) / 255.0
-        w = self.weights
-        return {"silhouette": w.get("silhouette", 0.0) * soft_iou(out.alpha, target),
-                **prior_terms(mesh, w, self.laplacian)}
+        # each mesh twice, once per view; the priors' mean over the copies is their mean over the objects
+        return self.silhouette_loss(self.renderer, verts.repeat_interleave(2, 0), self.cameras[views.tolist()], target)
 
     # ------------------------------------------------------------------ evaluation
     def eval_views(self, split: str) -> Tensor:
