@@ -46,7 +46,7 @@ def threads_per_job(launcher: DictConfig, cores: int) -> int | None:
 
 
 def configure_torch(cfg: DictConfig, threads: int | None = None):
-    """Seed every generator, set threads and determinism, and return the chosen device.
+    """Seed every generator, set threads, determinism and malloc tuning, and return the chosen device.
 
     ``threads`` is used when ``cfg.threads`` is null (e.g. :func:`threads_per_job`).
     """
@@ -54,6 +54,10 @@ def configure_torch(cfg: DictConfig, threads: int | None = None):
     import torch
 
     from runner.errors import ConfigError
+    from runner.malloc import tune_malloc
+
+    if cfg.get("malloc_tuning", True):
+        tune_malloc()
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (users' code may draw from the global generator)
