@@ -59,12 +59,14 @@ def test_the_ground_truth_pose_and_depth_explain_the_target():
 
 
 def test_training_lowers_the_loss_and_beats_the_constant_baseline():
+    # 300 steps: at 150 the outcome hung on float rounding (seeds 0-3 gave abs_rel 0.33-0.54 against the
+    # baseline's 0.52); at 300 seeds 0-3 gave 0.33-0.41
     torch.manual_seed(0)
     task = tiny_task()
     task.setup(torch.device("cpu"))
     opt = torch.optim.Adam(task.parameters(), lr=2e-3)
     losses = []
-    for step in range(150):
+    for step in range(300):
         opt.zero_grad()
         total = sum(task.loss(step).values())
         total.backward()
