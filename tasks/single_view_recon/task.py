@@ -414,33 +414,46 @@ class LearnRecon(_Recon):
         return self.silhouette_loss(self.renderer, verts.repeat_interleave(2, 0), self.cameras[views.tolist()], target)
 
     # ------------------------------------------------------------------ evaluation
-    def eval_views(self, split: str) -> Tensor:
-        """One input view per object, spread over the orbit: object i is seen from view 7 i mod V."""
-        return (torch.arange(self.num_objects(split)) * 7) % self.cameras.batch_size
+    def eval_views(self, objects: Tensor) -> Tensor:
+        """(N,) object indices -> (N,) input views spread over the orbit: object i is seen from view 7 i mod V."""
+        return (objects * 7) % self.cameras.batch_size
 
-    def split_metrics(self, split: str, surface: bool, verts: Tensor | None = None) -> dict[str, float]:
-        """Metrics of the network's predictions on a split (or of given (N, V, 3) ``verts``)."""
-        n = self.num_objects(split)
-        views = self.eval_views(split)
+    def first_per_category(self, split: str, k: int) -> Tensor:
+        """Indices of the first ``k`` objects of each category of a split, category by category."""
+        labels = self.splits[split]["category"]
+        return torch.cat([torch.nonzero(labels == c)[:k, 0] for c in range(len(self.data_config["categories"]))])
+
+    def split_metrics(self, split: str, surface: bool, objects: Tensor | None = None,
+                      verts: Tensor | None = None) -> dict[str, float]:
+        """Metrics of the network's predictions for (N,) ``objects`` of a split (default: all of them), or of
+        given (N, V, 3) ``verts``; with several categories also ``iou_3d_<category>``."""
+        objects = torch.arange(self.num_objects(split)) if objects is None else objects
+        views = self.eval_views(objects)
         if verts is None:
-            verts = torch.cat([self.predict(self.inputs(split, torch.arange(i, min(i + 64, n)), views[i : i + 64]))
-                               for i in range(0, n, 64)])
+            verts = torch.cat([self.predict(self.inputs(split, o, v))
+                               for o, v in zip(objects.split(64), views.split(64))])
         ious, chamfers, fscores = [], [], []
-        for i in range(n):
-            pred = self.meshes(verts[i : i + 1])
+        for k, i in enumerate(objects.tolist()):
+            pred = self.meshes(verts[k : k + 1])
             ious.append(metrics.iou_3d(pred, self.voxels[split][i]))
             if surface:
                 s = metrics.surface_metrics(pred, self.gt_mesh(split, i), self.num_points, self.seed)
                 chamfers.append(s["chamfer"])
                 fscores.append(s["fscore"])
         out = {"iou_3d": float(np.mean(ious))}
+        categories = list(self.data_config["categories"])
+        if len(categories) > 1:
+            labels = self.splits[split]["category"][objects].numpy()
+            out.update({f"iou_3d_{name}": float(np.mean(np.array(ious)[labels == c]))
+                        for c, name in enumerate(categories) if (labels == c).any()})
         if surface:
             out.update(chamfer=float(np.mean(chamfers)), fscore=float(np.mean(fscores)))
-            out.update(self.silhouette_metrics(split, verts, views))
+            out.update(self.silhouette_metrics(split, objects, verts, views))
         return out
 
-    def silhouette_metrics(self, split: str, verts: Tensor, views: Tensor) -> dict[str, float]:
-        """Silhouette IoU at each object's input view and at the opposite (held-out) view."""
+    def silhouette_metrics(self, split: str, objects: Tensor, verts: Tensor, views: Tensor) -> dict[str, float]:
+        """Silhouette IoU of (N, V, 3) predictions of (N,) objects at their (N,) input views and at the
+        opposite (held-out) views."""
         V = self.cameras.batch_size
         masks = self.splits[split]["images"][..., 3]
         out = {}
@@ -449,7 +462,7 @@ class LearnRecon(_Recon):
             for i in range(0, len(verts), 16):
                 mesh = self.meshes(verts[i : i + 16])
                 alphas.append(self.gt_renderer(mesh, self.cameras[idx[i : i + 16].tolist()]).alpha)
-            target = masks[torch.arange(len(verts)), idx].to(self.device).float() / 255.0
+            target = masks[objects, idx].to(self.device).float() / 255.0
             out[name] = metrics.silhouette_iou(torch.cat(alphas), target)
         return out
 
@@ -461,7 +474,8 @@ class LearnRecon(_Recon):
         at a time; every term is a mean over objects and Adam is per coordinate, so each object is fitted
         as if alone.
         """
-        n, views = self.num_objects(split), self.eval_views(split)
+        n = self.num_objects(split)
+        views = self.eval_views(torch.arange(n))
         masks = self.splits[split]["images"][..., 3]
         refined = []
         for idx in torch.arange(n).split(chunk):
@@ -484,11 +498,15 @@ class LearnRecon(_Recon):
         self.net.eval()
         test = self.split_metrics("test", surface=True)
         val = self.split_metrics("val", surface=False)
+        # as many training objects as test objects per category: the gap to iou_3d is the overfitting
+        train = self.split_metrics("train", surface=False,
+                                   objects=self.first_per_category("train", int(self.data_config["test"])))
         if self.refine_steps:
             refined = self.split_metrics("test", surface=True, verts=self.refine("test"))
             test.update({f"{k}_refined": v for k, v in refined.items()})
         self.net.train()
-        return {**test, "val_iou_3d": val["iou_3d"], "baseline_iou_3d": self.baseline_iou}
+        return {**test, "val_iou_3d": val["iou_3d"], "train_iou_3d": train["iou_3d"],
+                "baseline_iou_3d": self.baseline_iou}
 
     def summary(self, metrics_: dict[str, float]) -> str:
         text = f"iou_3d={metrics_['iou_3d']:.4g} (mean-shape baseline {metrics_['baseline_iou_3d']:.4g})"
@@ -499,7 +517,7 @@ class LearnRecon(_Recon):
     def visuals(self, logger: Logger, step: int) -> None:
         self.net.eval()
         objects = torch.arange(min(4, self.num_objects("test")))
-        views = self.eval_views("test")[objects]
+        views = self.eval_views(objects)
         verts = self.predict(self.inputs("test", objects, views))
         mesh = self.meshes(verts)
         out = self.gt_renderer(mesh, self.cameras[views.tolist()])
@@ -514,6 +532,6 @@ class LearnRecon(_Recon):
     def save(self, out_dir: Path) -> None:
         self.net.eval()
         with torch.no_grad():
-            views = self.eval_views("test")[:1]
-            verts = self.predict(self.inputs("test", torch.arange(1), views))
+            objects = torch.arange(1)
+            verts = self.predict(self.inputs("test", objects, self.eval_views(objects)))
             self.save_mesh(self.meshes(verts), out_dir, "test_object_0")
