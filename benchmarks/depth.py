@@ -59,8 +59,11 @@ def throughput(overrides: list[str], steps: int = 20) -> None:
     import torch
     from hydra.utils import instantiate
 
+    from runner.malloc import tune_malloc
     from runner.optim import build_optimizer
 
+    tuned = tune_malloc()  # as `dwx run` does (malloc_tuning)
+    print(f"malloc tuned: {tuned}")
     torch.set_num_threads(2)
     cfg = compose(["task=depth_from_video", *overrides])
     task = instantiate(cfg.task)
