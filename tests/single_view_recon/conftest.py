@@ -16,11 +16,11 @@ def task(tmp_path_factory):
     torch.manual_seed(0)
     # experiment=recon_tiny_learn
     task = LearnRecon(
-        SoftMeshRenderer(sigma=3e-3, cull_backfaces=True),
+        SoftMeshRenderer(sigma=3e-3, cull_backfaces=True, shading="silhouette"),
         SoftMeshRenderer(hard=True, supersample=4),
         {"image_size": 32, "azimuth": 8},
         {"categories": ["car", "lamp"], "train": 12, "val": 2, "test": 6, "seed": 0},
-        {"silhouette": 1.0, "laplacian": 0.05, "flatten": 0.0005},
+        {"silhouette": 1.0, "laplacian": 0.05, "flatten": 0.5},
         batch_size=8,
         latent=64,
         template_level=2,
