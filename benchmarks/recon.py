@@ -8,8 +8,8 @@ small ops on a shared CPU), reads each run's metrics.json and prints the figures
 * learn, the default experiment on the embedded categories (experiment=recon_learn): mean iou_3d on the test
   split >= 0.65 with training <= 30 minutes, printed beside the mean-shape baseline_iou_3d, train_iou_3d and
   iou_3d_<category>. Measured (1 thread, 1468 s): 0.480 against a baseline of 0.207 (train 0.485; chair 0.485,
-  table 0.380, airplane 0.360, car 0.694, lamp 0.482): MISS. A multi-view fit of the same 642-vertex template to
-  all 24 views of 4 test objects per category peaks near 0.6, so the template bounds the target below 0.65.
+  table 0.380, airplane 0.360, car 0.694, lamp 0.482): MISS. For scale, a multi-view fit of the same 642-vertex
+  template to all 24 views of 4 test objects per category peaks near 0.6 (then it folds into itself).
 
     python benchmarks/recon.py                 # all three (the learned one ~25 minutes, +3 to generate its data once)
     python benchmarks/recon.py --only fit      # the two cow fits
