@@ -27,6 +27,11 @@ Measured 2026-11-24 on an idle machine, new default (64x192, window [-2, 0, 2], 
   0.2550 (baseline 0.5941), a1 0.696, ATE 0.279, 424 s including data generation on a cold cache.
   --part throughput (scales [0], batch 8, 2 threads): 65.7 images/s at 64x192; 29.7 images/s at
   96x320 = 18.0x monodepth2 at that size.
+Measured 2026-12-01, idle, 2 threads, with dwx's malloc tuning (runner/malloc.py) and channels-last networks,
+  new default (7000 steps, otherwise unchanged): --part default abs_rel 0.1894 (baseline 0.5941), a1 0.736,
+  ATE 0.262, 534 s including data generation on a cold cache. --part throughput: 116.5 images/s at 64x192;
+  55.0 images/s at 96x320 = 33.3x monodepth2. 7-Scenes (1000 steps, 1 thread while another job ran): abs_rel
+  0.2265 (baseline 0.2676), a1 0.583, ATE 0.0192, 200 s.
 """
 
 from __future__ import annotations
