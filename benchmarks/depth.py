@@ -64,11 +64,8 @@ def throughput(overrides: list[str], steps: int = 20) -> None:
     import torch
     from hydra.utils import instantiate
 
-    from runner.malloc import tune_malloc
     from runner.optim import build_optimizer
 
-    tuned = tune_malloc()  # as `dwx run` does (malloc_tuning)
-    print(f"malloc tuned: {tuned}")
     torch.set_num_threads(2)
     cfg = compose(["task=depth_from_video", *overrides])
     task = instantiate(cfg.task)
@@ -124,6 +121,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(default)')}")
     if args.part in ("throughput", "all"):
+        from runner.malloc import tune_malloc
+
+        print(f"malloc tuned: {tune_malloc()}")  # in this process, as `dwx run` does (malloc_tuning)
         # a small data set: throughput does not depend on how many videos there are
         small = ["data.train_sequences=1", "data.test_sequences=1", "data.frames_per_sequence=12"]
         throughput(small)  # the default resolution

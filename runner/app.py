@@ -56,7 +56,7 @@ def configure_torch(cfg: DictConfig, threads: int | None = None):
     from runner.errors import ConfigError
     from runner.malloc import tune_malloc
 
-    if cfg.get("malloc_tuning", True):
+    if cfg.malloc_tuning:
         tune_malloc()
 
     random.seed(cfg.seed)

@@ -65,7 +65,7 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}: set seed=<int>")
     _positive_int(cfg, "threads", allow_none=True)
-    if not isinstance(cfg.get("malloc_tuning", True), bool):
+    if not isinstance(cfg.get("malloc_tuning"), bool):
         raise ConfigError(f"malloc_tuning must be true or false, got {cfg.get('malloc_tuning')!r}")
     device = cfg.get("device")
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):

@@ -443,8 +443,8 @@ class LearnRecon(_Recon):
         out = {"iou_3d": float(np.mean(ious))}
         categories = list(self.data_config["categories"])
         if len(categories) > 1:
-            labels = self.splits[split]["category"][objects].numpy()
-            out.update({f"iou_3d_{name}": float(np.mean(np.array(ious)[labels == c]))
+            labels, per_object = self.splits[split]["category"][objects].numpy(), np.array(ious)
+            out.update({f"iou_3d_{name}": float(per_object[labels == c].mean())
                         for c, name in enumerate(categories) if (labels == c).any()})
         if surface:
             out.update(chamfer=float(np.mean(chamfers)), fscore=float(np.mean(fscores)))

@@ -9,8 +9,9 @@ import pytest
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
+from tests.conftest import OPTIONAL_CONFIGS
+
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "physics").glob("*.yaml"))
-NEEDS = {"warp_springs.yaml": "warp"}  # optional backends and the module each one needs
 
 
 def test_every_backend_has_a_config():
@@ -27,7 +28,7 @@ def test_config_is_documented_and_instantiates(path: Path):
         key = line.split(":")[0]
         if key in keys:
             assert "#" in line, f"{path.name}: key {key!r} has no comment"
-    needed = NEEDS.get(path.name)
+    needed = OPTIONAL_CONFIGS.get(f"physics/{path.stem}")
     if needed is not None:
         pytest.importorskip(needed, reason=f"{path.name} needs the optional package {needed!r}, not installed")
     cls = get_class(cfg._target_)

@@ -11,7 +11,7 @@ from runner.cli import CONFIG_DIR
 from runner.listing import describe
 from runner.optim import build_optimizer, build_scheduler
 from runner.validation import validate
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, OPTIONAL_CONFIGS
 
 GROUPS = ["task", "renderer", "physics", "data", "optim", "scheduler", "logger", "debug", "experiment",
           "hparams_search"]
@@ -27,8 +27,9 @@ def _compose(overrides):
 @pytest.mark.parametrize("group, name", OPTIONS, ids=[f"{g}/{n}" for g, n in OPTIONS])
 def test_every_option_composes_and_instantiates(group, name, tmp_path):
     assert describe(CONFIG_DIR / group / f"{name}.yaml"), f"{group}/{name}.yaml needs a '# description' first line"
-    if (group, name) == ("physics", "warp_springs"):
-        pytest.importorskip("warp", reason="physics=warp_springs needs the optional warp extra (pip install warp-lang)")
+    needed = OPTIONAL_CONFIGS.get(f"{group}/{name}")
+    if needed is not None:
+        pytest.importorskip(needed, reason=f"{group}={name} needs the optional package {needed!r}, not installed")
     overrides = [f"{group}={name}"] if group in ("task", "experiment") else [*TOY, f"{group}={name}"]
     if (group, name) == ("logger", "tensorboard"):
         overrides.append(f"logger.log_dir={tmp_path}")

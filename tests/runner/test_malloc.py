@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -14,8 +15,6 @@ CALL = "from runner.malloc import tune_malloc; print(tune_malloc())"
 
 
 def _run(env_extra: dict[str, str]) -> str:
-    import os
-
     env = {**os.environ, **env_extra}
     out = subprocess.run([sys.executable, "-c", CALL], capture_output=True, text=True, env=env, check=True)
     return out.stdout.strip()
