@@ -72,6 +72,16 @@ def prior_terms(mesh: Meshes, weights: dict[str, float], laplacian: str) -> dict
     return {k: weights[k] * fns[k]() for k in PRIORS if weights.get(k, 0.0) > 0}
 
 
+def with_sigma(renderer: Renderer, sigma: float, key: str) -> Renderer:
+    """A shallow copy of a soft renderer with another ``sigma`` [NDC^2] (``key`` names it in errors)."""
+    if not hasattr(renderer, "sigma") or not isinstance(sigma, (int, float)) or sigma <= 0:
+        raise ConfigError(f"task.{key} needs a renderer with a sigma (soft_mesh) and a value > 0, "
+                          f"got {type(renderer).__name__} and {sigma}")
+    sharp = copy.copy(renderer)
+    sharp.sigma = float(sigma)
+    return sharp
+
+
 def side_by_side(*images: Tensor) -> Tensor:
     """Concatenate (B, H, W, 3) or (B, H, W) images along the width -> (B, H, sum W, 3)."""
     return torch.cat([im[..., None].expand(*im.shape, 3) if im.dim() == 3 else im for im in images], dim=2)
@@ -286,6 +296,12 @@ class LearnRecon(_Recon):
             mean over objects (soft IoU per image, priors per mesh) and the encoder normalises per image
             (GroupNorm), so N processes compute exactly what one process computes on the global batch.
         latent: size of the encoder's latent code.
+        sharpen_from: the fraction of the run's ``steps`` after which the renderer's ``sigma`` becomes
+            ``sharpen_sigma``: coarse to fine, the blurry silhouettes of the first steps carry gradients far,
+            the sharp ones of the last steps restore thin parts that the blur keeps too thin; None = one
+            sigma throughout.
+        sharpen_sigma: the renderer's ``sigma`` from then on [NDC^2].
+        steps: the run's length in steps (``${loop.steps}``), which ``sharpen_from`` is a fraction of.
         refine_steps: test-time refinement: Adam steps of fitting each test prediction's offsets, scale and
             translation to its input view's silhouette (the training loss on that one view), reported as
             ``<metric>_refined`` beside the network's own metrics; 0 = off.
@@ -305,8 +321,9 @@ class LearnRecon(_Recon):
     data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
-                 weights: dict, batch_size: int = 16, latent: int = 256, refine_steps: int = 0,
-                 refine_lr: float = 0.01, refine_sigma: float | None = None, template_level: int = 3,
+                 weights: dict, batch_size: int = 16, latent: int = 256, sharpen_from: float | None = None,
+                 sharpen_sigma: float | None = None, steps: int = 0, refine_steps: int = 0, refine_lr: float = 0.01,
+                 refine_sigma: float | None = None, template_level: int = 3,
                  template_radius: float = 0.4, smoothing: float = 10.0, laplacian: str = "uniform",
                  num_points: int = 2000, seed: int = 0):
         super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
@@ -318,13 +335,15 @@ class LearnRecon(_Recon):
         if refine_steps < 0 or refine_lr <= 0:
             raise ConfigError(f"need task.refine_steps >= 0 and task.refine_lr > 0, got {refine_steps}, {refine_lr}")
         self.refine_steps, self.refine_lr = int(refine_steps), float(refine_lr)
-        self.refine_renderer = renderer
-        if refine_sigma is not None:
-            if not hasattr(renderer, "sigma") or refine_sigma <= 0:
-                raise ConfigError(f"task.refine_sigma needs a renderer with a sigma (soft_mesh) and a value > 0, "
-                                  f"got {type(renderer).__name__} and {refine_sigma}")
-            self.refine_renderer = copy.copy(renderer)
-            self.refine_renderer.sigma = float(refine_sigma)
+        self.refine_renderer = renderer if refine_sigma is None else with_sigma(renderer, refine_sigma, "refine_sigma")
+        if (sharpen_from is None) != (sharpen_sigma is None) or (sharpen_from is not None and
+                                                                 not 0 <= sharpen_from <= 1):
+            raise ConfigError(f"task.sharpen_from (a fraction of the run in [0, 1]) and task.sharpen_sigma come "
+                              f"together or not at all, got {sharpen_from} and {sharpen_sigma}")
+        if sharpen_from is not None and steps < 1:
+            raise ConfigError(f"task.sharpen_from needs task.steps, the run's length (${{loop.steps}}), got {steps}")
+        self.sharpen_at = None if sharpen_from is None else round(sharpen_from * steps)  # the first sharp step
+        self.sharp_renderer = None if sharpen_sigma is None else with_sigma(renderer, sharpen_sigma, "sharpen_sigma")
         self.data_config = dict(data)
         for split in ("train", "val", "test"):
             if int(self.data_config.get(split, 0)) < 1:
@@ -405,13 +424,18 @@ class LearnRecon(_Recon):
         second = (first + 1 + torch.randint(V - 1, (self.batch_size,), generator=g)) % V  # a different view
         return self.shard(objects), self.shard(first), self.shard(second)
 
+    def training_renderer(self, step: int) -> Renderer:
+        """The renderer of training step ``step``: the sharp one from ``sharpen_at`` on."""
+        return self.renderer if self.sharpen_at is None or step < self.sharpen_at else self.sharp_renderer
+
     def loss(self, step: int) -> dict[str, Tensor]:
         objects, first, second = self.batch(step)
         verts = self.predict(self.inputs("train", objects, first))
         views = torch.stack([first, second], 1).reshape(-1)  # (2B,): both views of object 0, then 1, ...
         target = self.splits["train"]["images"][objects.repeat_interleave(2), views][..., 3].to(self.device) / 255.0
         # each mesh twice, once per view; the priors' mean over the copies is their mean over the objects
-        return self.silhouette_loss(self.renderer, verts.repeat_interleave(2, 0), self.cameras[views.tolist()], target)
+        return self.silhouette_loss(self.training_renderer(step), verts.repeat_interleave(2, 0),
+                                    self.cameras[views.tolist()], target)
 
     # ------------------------------------------------------------------ evaluation
     def eval_views(self, objects: Tensor) -> Tensor:
