@@ -174,6 +174,22 @@ def baseline_constant_depth(gt: Tensor, mask: Tensor) -> dict[str, float]:
     return compute_depth_metrics(torch.full_like(gt, _median(gt[mask]).item()), gt, mask)
 
 
+def saturated_fraction(depth: Tensor, min_depth: float, max_depth: float, tol: float = 0.01) -> float:
+    """Fraction of predicted depths at an end of the network's range: within ``tol`` (relative) of
+    ``min_depth`` or ``max_depth``, where the disparity sigmoid is flat and passes almost no gradient.
+
+    A run whose predictions all sit there has collapsed to a constant depth (the photometric loss can
+    still fall, through the pose), and median scaling then scores it exactly as ``baseline_abs_rel``.
+
+    Args:
+        depth: predicted depth of any shape [network units], in [min_depth, max_depth].
+        min_depth, max_depth: the network's depth range.
+        tol: relative distance from an end that counts as saturated.
+    """
+    low, high = depth <= min_depth * (1 + tol), depth >= max_depth * (1 - tol)
+    return float((low | high).float().mean())
+
+
 def umeyama_alignment(src: Tensor, dst: Tensor, with_scale: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """The similarity (s, R, t) minimising ``sum_i || dst_i - (s R src_i + t) ||^2`` (Umeyama, PAMI 1991).
 

@@ -8,6 +8,7 @@ depth label is used in training; ground truth only enters :meth:`DepthFromVideo.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -29,8 +30,11 @@ from tasks.depth_from_video.metrics import (
     baseline_constant_depth,
     compute_depth_metrics,
     garg_crop_mask,
+    saturated_fraction,
 )
 from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth, pose_to_matrix
+
+log = logging.getLogger("dwx")
 
 
 class DepthFromVideo(Task):
@@ -276,7 +280,8 @@ class DepthFromVideo(Task):
 
     def evaluate(self) -> dict[str, float]:
         per_image, baseline = [], []
-        for seq, pred in self._test_predictions():
+        predictions = self._test_predictions()
+        for seq, pred in predictions:
             if seq.depth is None:
                 continue
             for t in range(len(seq)):
@@ -297,6 +302,12 @@ class DepthFromVideo(Task):
         metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
         metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
         metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
+        metrics["saturated"] = saturated_fraction(torch.cat([p.flatten() for _, p in predictions]),
+                                                  self.min_depth, self.max_depth)
+        if metrics["saturated"] > 0.5:
+            log.warning("%.0f %% of the test depths sit at task.min_depth / max_depth: the depth has collapsed "
+                        "to a constant (the sigmoid saturates, abs_rel = baseline_abs_rel); if it persists at the "
+                        "next evaluation, start again with another seed", 100 * metrics["saturated"])
         ate = self._pose_ate()
         if ate is not None:
             metrics["ate"] = ate

@@ -19,6 +19,7 @@ from tasks.depth_from_video.metrics import (
     compute_depth_metrics,
     depth_caps,
     garg_crop_mask,
+    saturated_fraction,
     umeyama_alignment,
 )
 from tests.conftest import shared_data
@@ -252,3 +253,10 @@ def test_7scenes_depth_warp_agrees_with_the_ground_truth_pose():
     assert coverage > 0.6
     assert err < 0.02  # ~1 cm: the warp, the pose convention and K agree with the sensor
     assert err_identity > 3 * err
+
+
+def test_saturated_fraction_counts_depths_at_either_end_of_the_range():
+    depth = torch.tensor([0.1, 0.1009, 0.2, 5.0, 99.5, 100.0])  # 0.1009 and 99.5 are within 1 %
+    assert saturated_fraction(depth, 0.1, 100.0) == pytest.approx(4 / 6)
+    assert saturated_fraction(torch.full((8, 8), 0.1), 0.1, 100.0) == 1.0  # a collapsed prediction
+    assert saturated_fraction(torch.linspace(0.5, 50.0, 100), 0.1, 100.0) == 0.0

@@ -77,6 +77,7 @@ def test_training_lowers_the_loss_and_beats_the_constant_baseline():
     assert np.mean(losses[-20:]) < 0.8 * np.mean(losses[:20])
     assert metrics["abs_rel"] < metrics["baseline_abs_rel"] - 0.03, metrics
     assert {"sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "ate", "baseline_a1"} <= set(metrics)
+    assert metrics["saturated"] < 0.1, metrics  # a trained net uses its depth range
 
 
 def test_visuals_and_artifacts(tmp_path):
