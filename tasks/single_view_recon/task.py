@@ -336,14 +336,15 @@ class LearnRecon(_Recon):
             raise ConfigError(f"need task.refine_steps >= 0 and task.refine_lr > 0, got {refine_steps}, {refine_lr}")
         self.refine_steps, self.refine_lr = int(refine_steps), float(refine_lr)
         self.refine_renderer = renderer if refine_sigma is None else with_sigma(renderer, refine_sigma, "refine_sigma")
-        if (sharpen_from is None) != (sharpen_sigma is None) or (sharpen_from is not None and
-                                                                 not 0 <= sharpen_from <= 1):
+        if (sharpen_from is None) != (sharpen_sigma is None) or not 0 <= (sharpen_from or 0) <= 1:
             raise ConfigError(f"task.sharpen_from (a fraction of the run in [0, 1]) and task.sharpen_sigma come "
                               f"together or not at all, got {sharpen_from} and {sharpen_sigma}")
-        if sharpen_from is not None and steps < 1:
-            raise ConfigError(f"task.sharpen_from needs task.steps, the run's length (${{loop.steps}}), got {steps}")
-        self.sharpen_at = None if sharpen_from is None else round(sharpen_from * steps)  # the first sharp step
-        self.sharp_renderer = None if sharpen_sigma is None else with_sigma(renderer, sharpen_sigma, "sharpen_sigma")
+        self.sharpening: tuple[int, Renderer] | None = None  # (first sharp step, sharp renderer)
+        if sharpen_from is not None:
+            if steps < 1:
+                raise ConfigError(f"task.sharpen_from needs task.steps, the run's length (${{loop.steps}}), "
+                                  f"got {steps}")
+            self.sharpening = round(sharpen_from * steps), with_sigma(renderer, sharpen_sigma, "sharpen_sigma")
         self.data_config = dict(data)
         for split in ("train", "val", "test"):
             if int(self.data_config.get(split, 0)) < 1:
@@ -425,8 +426,10 @@ class LearnRecon(_Recon):
         return self.shard(objects), self.shard(first), self.shard(second)
 
     def training_renderer(self, step: int) -> Renderer:
-        """The renderer of training step ``step``: the sharp one from ``sharpen_at`` on."""
-        return self.renderer if self.sharpen_at is None or step < self.sharpen_at else self.sharp_renderer
+        """The renderer of training step ``step``: the sharp one from the first sharp step on."""
+        if self.sharpening is None or step < self.sharpening[0]:
+            return self.renderer
+        return self.sharpening[1]
 
     def loss(self, step: int) -> dict[str, Tensor]:
         objects, first, second = self.batch(step)

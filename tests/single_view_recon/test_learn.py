@@ -5,6 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from runner.errors import ConfigError
+from runner.render.soft_mesh import SoftMeshRenderer
+from tasks.single_view_recon.task import LearnRecon, with_sigma
+
+
+def tiny_untrained(**overrides) -> LearnRecon:
+    """A one-category LearnRecon that is built but not set up (no data generated)."""
+    return LearnRecon(SoftMeshRenderer(sigma=3e-3), SoftMeshRenderer(hard=True), {"image_size": 32, "azimuth": 8},
+                      {"categories": ["car"], "train": 2, "val": 1, "test": 1, "seed": 0}, {"silhouette": 1.0},
+                      template_level=1, **overrides)
+
 
 def test_the_training_split_is_scored_on_the_first_objects_of_each_category(task):
     objects = task.first_per_category("train", 6)
@@ -22,26 +33,18 @@ def test_evaluate_reports_each_category_and_the_training_split(task):
 
 
 def test_sharpening_switches_the_training_sigma_at_its_step(task, monkeypatch):
-    from tasks.single_view_recon.task import with_sigma
-
-    monkeypatch.setattr(task, "sharpen_at", 5)
-    monkeypatch.setattr(task, "sharp_renderer", with_sigma(task.renderer, 1e-4, "sharpen_sigma"))
+    monkeypatch.setattr(task, "sharpening", (5, with_sigma(task.renderer, 1e-4, "sharpen_sigma")))
     assert task.training_renderer(4).sigma == task.renderer.sigma == 3e-3
     assert task.training_renderer(5).sigma == task.training_renderer(9).sigma == 1e-4
     # the same predictions, rendered sharper: a different training loss
     blurry, sharp = task.loss(4)["silhouette"], task.loss(5)["silhouette"]
-    monkeypatch.setattr(task, "sharpen_at", None)
+    monkeypatch.setattr(task, "sharpening", None)
     assert task.loss(5)["silhouette"] != sharp
     assert torch.isfinite(blurry) and torch.isfinite(sharp)
 
 
 def test_sharpening_starts_at_its_fraction_of_the_run():
-    from runner.render.soft_mesh import SoftMeshRenderer
-    from tasks.single_view_recon.task import LearnRecon
-
-    task = LearnRecon(SoftMeshRenderer(sigma=3e-3), SoftMeshRenderer(hard=True), {"image_size": 32, "azimuth": 8},
-                      {"categories": ["car"], "train": 2, "val": 1, "test": 1, "seed": 0}, {"silhouette": 1.0},
-                      template_level=1, sharpen_from=0.9, sharpen_sigma=1e-4, steps=9000)
+    task = tiny_untrained(sharpen_from=0.9, sharpen_sigma=1e-4, steps=9000)
     assert task.training_renderer(8099).sigma == 3e-3 and task.training_renderer(8100).sigma == 1e-4
 
 
@@ -54,11 +57,5 @@ def test_sharpening_starts_at_its_fraction_of_the_run():
     ({"refine_sigma": -1.0}, "refine_sigma needs"),
 ])
 def test_bad_sigma_phases_are_config_errors(overrides, message):
-    from runner.errors import ConfigError
-    from runner.render.soft_mesh import SoftMeshRenderer
-    from tasks.single_view_recon.task import LearnRecon
-
     with pytest.raises(ConfigError, match=message):
-        LearnRecon(SoftMeshRenderer(sigma=3e-3), SoftMeshRenderer(hard=True), {"image_size": 32, "azimuth": 8},
-                   {"categories": ["car"], "train": 2, "val": 1, "test": 1, "seed": 0}, {"silhouette": 1.0},
-                   template_level=1, **overrides)
+        tiny_untrained(**overrides)
