@@ -171,7 +171,8 @@ def run_job(cfg: DictConfig) -> float:
         with stop_on_signals() as stop:
             result = loop.run(stop)
         if dist_info.is_main:
-            task.save(run_dir / "artifacts")
+            with loop.evaluated_weights():
+                task.save(run_dir / "artifacts")
         logger.hparams(hparams_from_overrides(overrides), result.metrics)
         value = result.metrics[task.metric]
         record.update(

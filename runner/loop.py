@@ -2,7 +2,8 @@
 
 It owns the optimiser step, gradient clipping, the cadences of logging, evaluation, images and
 checkpoints, early stopping on the task's main metric, the guard against non-finite losses and
-gradients, and stopping cleanly on SIGINT/SIGTERM. It knows nothing of what a task computes.
+gradients, an optional moving average of the weights that evaluation sees, and stopping cleanly on
+SIGINT/SIGTERM. It knows nothing of what a task computes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from runner.checkpoint import rng_state, save_checkpoint, set_rng_state
 from runner.distributed import average_gradients
+from runner.ema import WeightAverage
 from runner.errors import ConfigError, Interrupted, NonFiniteError
 from runner.logging import Logger
 from runner.task import Task
@@ -39,6 +41,7 @@ class LoopSettings:
     image_every: int = 250
     checkpoint_every: int = 250
     clip_grad_norm: float | None = None
+    ema_decay: float | None = None
     patience: int | None = None
     min_delta: float = 0.0
     nonfinite: str = "stop"
@@ -55,6 +58,7 @@ class LoopSettings:
             image_every=cfg.image_every,
             checkpoint_every=cfg.checkpoint_every,
             clip_grad_norm=cfg.get("clip_grad_norm"),
+            ema_decay=cfg.get("ema_decay"),
             patience=early.get("patience"),
             min_delta=float(early.get("min_delta", 0.0)),
             nonfinite=cfg.nonfinite,
@@ -150,6 +154,7 @@ class Loop:
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.is_lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         self.early = _EarlyStopping(task.mode, settings.patience, settings.min_delta)
+        self.ema = None if settings.ema_decay is None else WeightAverage(task, settings.ema_decay)
         self.step = 0
         self.skipped = 0
         self.elapsed_before = 0.0  # wall time of earlier segments of a resumed run [s]
@@ -180,6 +185,7 @@ class Loop:
             "early_stopping": {"best": self.early.best, "bad_evals": self.early.bad_evals},
             "skipped": self.skipped,
             "elapsed_s": self.wall_time(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -193,6 +199,18 @@ class Loop:
         self.step = int(state["step"])
         self.skipped = int(state["skipped"])
         self.elapsed_before = float(state["elapsed_s"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise ConfigError(
+                    "resume: the checkpoint holds no weight average (it was written without loop.ema_decay); "
+                    "resume with loop.ema_decay=null"
+                )
+            self.ema.load_state_dict(state["ema"])
+
+    def evaluated_weights(self):
+        """A context in which the task holds the weights that evaluation sees: the average with
+        ``loop.ema_decay``, else the trained ones."""
+        return nullcontext() if self.ema is None else self.ema.applied()
 
     def save(self) -> None:
         if self.checkpoint_path is not None:
@@ -287,6 +305,8 @@ class Loop:
             ) from None
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
         return True
 
     # ------------------------------------------------------------------ the loop
@@ -332,7 +352,7 @@ class Loop:
                 if logged and not quiet:
                     _report(bar, done, self.total_steps, self._total.item(), task.metric, metrics)
                 if (s.image_every and done % s.image_every == 0) or last or early_stopped:
-                    with torch.no_grad():
+                    with torch.no_grad(), self.evaluated_weights():
                         task.visuals(self.logger, done)
                 if done % s.checkpoint_every == 0 or last or early_stopped:
                     self.save()
@@ -355,7 +375,7 @@ class Loop:
         return self.elapsed_before + time.perf_counter() - self._t0
 
     def _evaluate(self, step: int) -> dict[str, float]:
-        with torch.no_grad():
+        with torch.no_grad(), self.evaluated_weights():
             metrics = {k: float(v) for k, v in self.task.evaluate().items()}
         if self.task.metric not in metrics:
             raise KeyError(

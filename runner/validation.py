@@ -53,6 +53,9 @@ def validate(cfg: DictConfig) -> None:
         _positive_int(cfg, key)
     _positive_int(cfg, "loop.image_every", allow_zero=True)
     _positive_number(cfg, "loop.clip_grad_norm", allow_none=True)
+    ema = _select(cfg, "loop.ema_decay")
+    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 < ema < 1):
+        raise ConfigError(f"loop.ema_decay must be in (0, 1) or null, got {ema!r}: e.g. loop.ema_decay=0.998")
     _positive_int(cfg, "loop.early_stopping.patience", allow_none=True)
     _one_of(cfg, "loop.nonfinite", ("stop", "skip"))
     _one_of(cfg, "loop.progress", ("auto", "bar", "lines", "off"))

@@ -100,6 +100,7 @@ def test_hparams_logged(tmp_path):
         (["task=pose_fit", "device=gpu"], "device must be auto, cpu, cuda"),
         (["task=pose_fit", "task.num_points=1"], "task.num_points must be >= 3"),
         (["task=pose_fit", "resume=/nonexistent/run"], "not a dwx run folder"),
+        (["task=pose_fit", "loop.ema_decay=1.5"], "loop.ema_decay must be in (0, 1) or null, got 1.5"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, expected):
@@ -170,8 +171,10 @@ def _sigint_after_first_checkpoint(args: list[str], run_dir) -> subprocess.Compl
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("ema", [[], ["loop.ema_decay=0.9"]], ids=["trained-weights", "weight-average"])
+def test_sigint_checkpoints_and_resume_matches_uninterrupted_run(tmp_path, ema):
     common = [
+        *ema,
         "task=pose_fit",
         "task.batch=32",
         "task.step_delay_s=0.01",
