@@ -44,7 +44,9 @@ def _one_of(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first out-of-range or mistyped value of the runner's own keys."""
-    if cfg.get("task") is None:
+    task = cfg.get("task")
+    if task is None or not isinstance(task, DictConfig) or "_target_" not in task:
+        # task keys without a task (an experiment or override that sets task.* but selects none)
         raise ConfigError("no task given: add task=<name> (dwx list shows the tasks)")
     if cfg.get("epochs", None) is None:
         _positive_int(cfg, "loop.steps")

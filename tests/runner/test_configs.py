@@ -40,14 +40,14 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
         build_optimizer(cfg.optim, {"all": [param]})
     elif group == "scheduler":
         build_scheduler(cfg.scheduler, torch.optim.SGD([param], lr=0.1))
-    elif group in ("task", "experiment"):
-        instantiate(cfg.task)  # construction only; data is built in setup()
     elif group in ("renderer", "physics", "logger"):
         instantiate(cfg[group])
-    elif group == "data":
-        required = [k for k in ("path", "root") if k in cfg.data and cfg.data[k] is None]
+    elif group in ("task", "experiment", "data"):
+        node = cfg.data if group == "data" else cfg.task  # tasks: construction only; data is read in setup()
+        data = cfg.get("data") or {}
+        required = [k for k in ("path", "root") if k in data and data[k] is None]
         if required:  # sources of the user's own files must say which key is missing
             with pytest.raises(Exception, match=f"data.{required[0]}"):
-                instantiate(cfg.data)
+                instantiate(node)
         else:
-            instantiate(cfg.data)
+            instantiate(node)
