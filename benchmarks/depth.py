@@ -38,8 +38,8 @@ Measured 2026-12-02 with the weight average (loop.ema_decay=0.998), `dwx run tas
   (bit-identical raw weights; seed 1's reference ran on 2 threads, so it is not paired): 0.1857 / - / 0.1287 /
   0.2020 / 0.1777. The average costs 0.6 ms per step (658 k weights). --part default, idle, 2 threads: abs_rel
   0.1929 (baseline 0.5941), a1 0.732, ATE 0.2885, 540 s (the 2026-12-01 run above, same training code, last
-  weights: 0.1894). Seed 1 on 2 threads, paired: 0.1790 (a1 0.783) vs 0.1852 (a1 0.770). 7-Scenes (1000 steps, 1 thread while the test suite ran): abs_rel
-  0.2253 (baseline 0.2676), a1 0.582, ATE 0.0190, 125 s.
+  weights: 0.1894). Seed 1 on 2 threads, paired: 0.1790 (a1 0.783) vs 0.1852 (a1 0.770). 7-Scenes (1000
+  steps, 1 thread while the test suite ran): abs_rel 0.2253 (baseline 0.2676), a1 0.582, ATE 0.0190, 125 s.
 """
 
 from __future__ import annotations
