@@ -34,6 +34,8 @@ class WeightAverage:
         self.module, self.decay = module, float(decay)
         self.updates = 0
         self.shadow: dict[str, Tensor] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self._floating = [k for k, v in self.shadow.items() if v.dtype.is_floating_point]  # averaged; others copied
+        self._counters = [k for k, v in self.shadow.items() if not v.dtype.is_floating_point]
 
     @torch.no_grad()
     def update(self) -> None:
@@ -41,11 +43,9 @@ class WeightAverage:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         live = self.module.state_dict()
-        floating = [k for k, v in live.items() if v.dtype.is_floating_point]
-        torch._foreach_lerp_([self.shadow[k] for k in floating], [live[k] for k in floating], 1.0 - d)
-        for k, v in live.items():
-            if not v.dtype.is_floating_point:
-                self.shadow[k].copy_(v)
+        torch._foreach_lerp_([self.shadow[k] for k in self._floating], [live[k] for k in self._floating], 1.0 - d)
+        for k in self._counters:
+            self.shadow[k].copy_(live[k])
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -58,7 +58,7 @@ class WeightAverage:
             self.module.load_state_dict(raw)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+        return {"updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
         self.updates = int(state["updates"])
