@@ -1,4 +1,4 @@
-"""Solid voxelisation against analytic occupancy of boxes and spheres; voxel IoU."""
+"""Solid voxelisation (parity and enclosed shell) against analytic occupancy of boxes and spheres; voxel IoU."""
 
 import math
 
@@ -94,3 +94,48 @@ def test_bad_inputs():
         voxelize(box(), 0)
     with pytest.raises(ValueError, match="hi > lo"):
         voxelize(box(), 8, bounds=(0.5, -0.5))
+
+
+def touched(lo_corner, hi_corner, R, lo=-0.5, hi=0.5):
+    """(R, R, R) bool: the voxels whose cells meet the axis-aligned box [lo_corner, hi_corner]."""
+    edges = lo + torch.arange(R + 1, dtype=torch.float64) * (hi - lo) / R
+    axes = [(edges[1:] > a) & (edges[:-1] < b) for a, b in zip(lo_corner, hi_corner)]
+    return axes[0][:, None, None] & axes[1][None, :, None] & axes[2][None, None, :]
+
+
+def test_enclosed_box_is_every_voxel_it_touches():
+    center, size = torch.tensor([0.1, -0.07, 0.2]), torch.tensor([0.5, 0.25, 0.33])
+    occ = voxelize(box(size.tolist(), center.tolist()), 24, method="enclosed")[0]
+    assert torch.equal(occ, touched((center - size / 2).tolist(), (center + size / 2).tolist(), 24))
+
+
+def test_enclosed_sphere_adds_at_most_a_shell_of_one_voxel():
+    r, R = 0.4, 32
+    solid = voxelize(ellipsoid(r, level=4), R)[0]
+    occ = voxelize(ellipsoid(r, level=4), R, method="enclosed")[0]
+    dist = centres(R).norm(dim=-1)
+    assert (occ | solid).equal(occ)  # the parity solid lies inside
+    assert not occ[dist > r + math.sqrt(3) / R].any()  # extra voxels only where the surface passes through
+
+
+def test_enclosed_is_unharmed_by_overlapping_parts():
+    """Two overlapping cubes in one mesh: parity loses the overlap (crossed twice), enclosed keeps it."""
+    a, b = box(0.4, center=(-0.1, 0.01, 0.02)), box(0.4, center=(0.1, 0.01, 0.02))
+    both = Meshes([torch.cat([a.verts[0], b.verts[0]])], [torch.cat([a.faces[0], b.faces[0] + len(a.verts[0])])])
+    union = voxelize(a, 32, method="enclosed") | voxelize(b, 32, method="enclosed")
+    assert torch.equal(voxelize(both, 32, method="enclosed"), union)
+    parity_union = voxelize(a, 32) | voxelize(b, 32)
+    assert voxelize(both, 32).sum() < parity_union.sum() - 1000  # the hole where they overlap
+
+
+def test_enclosed_closes_a_solid_cut_by_the_bounds():
+    """A shape flush with or beyond the unit cube is still filled: the bounds close its shell."""
+    flush = voxelize(box([1.0, 0.5, 0.5]), 16, method="enclosed")[0]  # touches x = -0.5 and x = 0.5
+    assert flush[:, 4:12, 4:12].all()
+    beyond = voxelize(box(1.6, center=(0.3, 0.0, 0.0)), 16, method="enclosed")[0]
+    assert beyond.all()
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="method must be 'parity' or 'enclosed'"):
+        voxelize(box(0.5), 8, method="winding")
