@@ -33,7 +33,7 @@ from runner.render.base import Renderer
 from tasks.single_view_recon.metrics import voxels
 from tasks.single_view_recon.shapes import CATEGORIES, join_parts, make_parts
 
-DATA_VERSION = 1  # bump when the generated data change
+DATA_VERSION = 2  # bump when the generated data change
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class Views:
         fit: indices of the views the reconstruction may see.
         heldout: indices of the other views (for ``silhouette_iou_heldout``); may be empty.
         mesh: the ground-truth mesh (one mesh) or None.
-        voxels: (R, R, R) bool solid occupancy of the ground truth over the unit cube, or None.
+        voxels: (2, R, R, R) bool occupancy of the ground truth over the unit cube by each of
+            :data:`~tasks.single_view_recon.metrics.VOXELIZATIONS`, or None.
     """
 
     rgb: Tensor
@@ -292,7 +293,8 @@ def category_dataset(renderer: Renderer, views: ViewConfig, categories: list[str
         sizes: objects per category in each split, e.g. ``{"train": 256, "val": 16, "test": 64}``.
     Returns:
         per split: ``images`` (N, V, H, W, 4) uint8 RGBA, ``verts``/``faces`` lists of the N meshes,
-        ``voxels`` (N, R, R, R) bool solid occupancies, ``category`` (N,) int64 index into ``categories``.
+        ``voxels`` (N, 2, R, R, R) bool occupancies (:func:`~tasks.single_view_recon.metrics.voxels`),
+        ``category`` (N,) int64 index into ``categories``.
     """
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
