@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from runner.errors import ConfigError, InputError
-from runner.geometry.warping import warp_frame
+from runner.geometry.warping import resize_intrinsics, warp_frame
 from runner.logging import Logger
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
@@ -49,8 +49,12 @@ class DepthFromVideo(Task):
             --nproc_per_node=N``), where each of the N processes trains on batch_size / N of them and the
             loop averages the gradients; it must then be a multiple of N.
         min_depth, max_depth: the disparity sigmoid maps to depth in [min_depth, max_depth] [scene units].
-        scales: output scales that enter the loss (0 = full resolution); each is upsampled to full
-            resolution before warping (monodepth2's full-resolution multi-scale).
+        scales: output scales that enter the loss (0 = full resolution).
+        scale_resolution: where the loss of scale s is computed. ``full``: its disparity is upsampled to
+            full resolution before warping (monodepth2's full-resolution multi-scale). ``native``: at the
+            scale's own resolution, with area-downsampled frames and intrinsics (SfMLearner, monodepth):
+            an image motion of m pixels is m / 2^s pixels there, a wider basin for the coarse outputs at
+            a fraction of the full-resolution cost.
         photometric_weight: weight of the photometric (SSIM + L1) reprojection term.
         ssim_alpha: SSIM share of the photometric error (0.85).
         smoothness_weight: weight of the edge-aware smoothness on mean-normalised disparity (1e-3).
@@ -83,6 +87,7 @@ class DepthFromVideo(Task):
         min_depth: float = 0.1,
         max_depth: float = 100.0,
         scales: list[int] = (0, 1, 2, 3),
+        scale_resolution: str = "full",
         photometric_weight: float = 1.0,
         ssim_alpha: float = 0.85,
         smoothness_weight: float = 1e-3,
@@ -107,6 +112,8 @@ class DepthFromVideo(Task):
             raise ConfigError(f"need 0 < task.min_depth < task.max_depth, got {min_depth}, {max_depth}")
         if eval_scaling not in ("median", "gt", "none"):
             raise ConfigError(f"task.eval_scaling must be median, gt or none, got {eval_scaling!r}")
+        if scale_resolution not in ("full", "native"):
+            raise ConfigError(f"task.scale_resolution must be full or native, got {scale_resolution!r}")
         bad_scales = [s for s in scales if not 0 <= s < depth_net.num_scales]
         if bad_scales or not scales:
             raise ConfigError(
@@ -119,6 +126,7 @@ class DepthFromVideo(Task):
         self.batch_size = int(batch_size)
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.scales = sorted(int(s) for s in scales)
+        self.scale_resolution = scale_resolution
         self.photometric_weight, self.ssim_alpha = float(photometric_weight), float(ssim_alpha)
         self.smoothness_weight = float(smoothness_weight)
         self.use_min_reprojection, self.use_automask = bool(min_reprojection), bool(automask)
@@ -232,21 +240,36 @@ class DepthFromVideo(Task):
         disps = self.predict_disparities(inputs[0])
         poses = [self.relative_pose(inputs[0], src, o) for src, o in zip(inputs[1:], self.sources)]
         H, W = target.shape[-2:]
-        identity = [photometric_error(src, target, self.ssim_alpha) for src in sources] if self.use_automask else None
         photometric, smooth = 0.0, 0.0
+        identity_full = None  # the unwarped sources' errors at full resolution, shared by all full-resolution scales
         for s in self.scales:
             disp = disps[s]
-            disp_full = F.interpolate(disp, size=(H, W), mode="bilinear", align_corners=False) if s else disp
-            depth = disp_to_depth(disp_full, self.min_depth, self.max_depth)
+            if self.scale_resolution == "native" and s:
+                size = tuple(disp.shape[-2:])
+                tgt = F.interpolate(target, size=size, mode="area")
+                srcs = [F.interpolate(src, size=size, mode="area") for src in sources]
+                K_s = resize_intrinsics(K, (H, W), size)
+            else:
+                if s:
+                    disp = F.interpolate(disp, size=(H, W), mode="bilinear", align_corners=False)
+                tgt, srcs, K_s = target, sources, K
+            depth = disp_to_depth(disp, self.min_depth, self.max_depth)
             warped, errors = [], []
-            for src, src_from_dst in zip(sources, poses):
-                w, _ = warp_frame(src, depth, src_from_dst, K, padding="border")
+            for src, src_from_dst in zip(srcs, poses):
+                w, _ = warp_frame(src, depth, src_from_dst, K_s, padding="border")
                 warped.append(w)
-                errors.append(photometric_error(w, target, self.ssim_alpha))
+                errors.append(photometric_error(w, tgt, self.ssim_alpha))
             reproj = min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)
             if self.use_automask:
+                if tgt is not target:
+                    identity = [photometric_error(src, tgt, self.ssim_alpha) for src in srcs]
+                else:
+                    if identity_full is None:
+                        identity_full = [photometric_error(src, tgt, self.ssim_alpha) for src in srcs]
+                    identity = identity_full
                 # tie-breaking noise drawn for the global batch, this rank's share kept
-                noise = self.shard(torch.randn((self.batch_size, len(errors), H, W), generator=g, dtype=target.dtype))
+                shape = (self.batch_size, len(errors), *tgt.shape[-2:])
+                noise = self.shard(torch.randn(shape, generator=g, dtype=target.dtype))
                 mask = automask(errors, identity, noise=noise)
                 # the mean over the pixels the mask keeps in the global batch: N ranks' shares average to it
                 kept = self.sum_over_ranks(mask.sum()).clamp(min=1)
@@ -254,8 +277,8 @@ class DepthFromVideo(Task):
             else:
                 mask = None
                 photometric = photometric + reproj.mean()
-            scaled = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target
-            smooth = smooth + edge_aware_smoothness(disp, scaled) / 2**s
+            scaled = F.interpolate(target, size=disps[s].shape[-2:], mode="area") if s else target
+            smooth = smooth + edge_aware_smoothness(disps[s], scaled) / 2**s
             if s == 0:
                 self._last = {
                     "target": target.detach(),

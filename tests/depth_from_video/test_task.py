@@ -21,7 +21,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DWX_CACHE", str(tmp_path / "cache"))
 
 
-def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), **kwargs):
+def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), scales=(0, 1), **kwargs):
     # experiment=depth_tiny: anti-aliased frames (supersample 2), sources two frames (1 m) away for
     # parallax at 32x96, and PoseNet's translation x10 (its 0.01 output scale starts 50x below 0.5 m/frame)
     data = StreetVideos(
@@ -33,7 +33,7 @@ def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), **kwargs):
         PoseNet([8, 16, 32, 32, 64], input_scale=1.0),
         frame_window=list(window),
         batch_size=4,
-        scales=[0, 1],
+        scales=list(scales),
         translation_scale=10.0,
         **kwargs,
     )
@@ -113,6 +113,41 @@ def test_bad_input(kwargs, error, message):
 def test_bad_window_is_a_config_error():
     with pytest.raises(ConfigError, match="frame_window must hold 0"):
         tiny_task(window=(-1, 1))
+    with pytest.raises(ConfigError, match="scale_resolution must be full or native"):
+        tiny_task(scale_resolution="half")
+
+
+def test_native_scales_compare_downsampled_frames():
+    """scale_resolution=native: scale s warps frames area-downsampled by 2^s with its own disparity.
+
+    The full-resolution term is the same in both modes (same batch, same weights); the coarse term
+    differs, and it sends a gradient to the coarse disparity output.
+    """
+    full, native = tiny_task(), tiny_task(scale_resolution="native")
+    native.load_state_dict(full.state_dict())
+    photometric, coarse_grad = {}, {}
+    for name, task in (("full", full), ("native", native)):
+        task.setup(torch.device("cpu"))
+        outputs = []  # the disparities of the last loss() call, keeping their gradients
+        predict = task.predict_disparities
+
+        def predict_and_keep(images, predict=predict, outputs=outputs):
+            outputs[:] = predict(images)
+            for d in outputs:
+                d.retain_grad()
+            return outputs
+
+        task.predict_disparities = predict_and_keep
+        for s in (0, 1):
+            task.scales = [s]
+            loss = task.loss(0)["photometric"]
+            loss.backward()
+            photometric[name, s] = loss.item()
+        coarse_grad[name] = outputs[1].grad.abs().sum().item()
+    assert photometric["full", 0] == pytest.approx(photometric["native", 0], rel=1e-6)
+    assert abs(photometric["full", 1] - photometric["native", 1]) > 1e-4 * photometric["full", 1]
+    assert coarse_grad["native"] > 0 and coarse_grad["full"] > 0
+
 
 
 @pytest.mark.slow
