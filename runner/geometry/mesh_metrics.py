@@ -103,15 +103,16 @@ def normal_consistency(points_pred: Tensor, normals_pred: Tensor, points_gt: Ten
 
 
 def iou_3d(meshes_a: Meshes, meshes_b: Meshes, resolution: int = 32,
-           bounds: tuple[float, float] = (-0.5, 0.5)) -> Tensor:
+           bounds: tuple[float, float] = (-0.5, 0.5), method: str = "parity") -> Tensor:
     """Volumetric IoU of two batches of (closed) meshes on a ``resolution``^3 grid over ``bounds``^3.
 
-    Both are solid-voxelised by :func:`runner.geometry.voxelize.voxelize` (NMR/SoftRas evaluate
+    Both are voxelised by :func:`runner.geometry.voxelize.voxelize` with ``method``: ``parity`` (voxel
+    centres inside) or ``enclosed`` (the voxels the surface touches or encloses, as NMR/SoftRas evaluate
     ShapeNet reconstructions at 32^3 in the unit cube). Returns (B,) in [0, 1]; not differentiable.
     """
     if len(meshes_a) != len(meshes_b):
         raise ValueError(f"batch sizes differ: {len(meshes_a)} and {len(meshes_b)} meshes")
-    return voxel_iou(voxelize(meshes_a, resolution, bounds), voxelize(meshes_b, resolution, bounds))
+    return voxel_iou(voxelize(meshes_a, resolution, bounds, method), voxelize(meshes_b, resolution, bounds, method))
 
 
 def _matched_sq_dist(queries: Tensor, reference: Tensor) -> Tensor:
