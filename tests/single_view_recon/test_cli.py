@@ -25,7 +25,7 @@ def test_tiny_fit_from_the_cli(tmp_path, env):
     assert out.returncode == 0, out.stderr
     m = read_metrics(run_dir)
     assert m["status"] == "completed" and m["main_metric"] == "iou_3d" and m["mode"] == "max"
-    for key in ("iou_3d", "chamfer", "fscore", "silhouette_iou", "silhouette_iou_heldout"):
+    for key in ("iou_3d", "iou_3d_parity", "chamfer", "fscore", "silhouette_iou", "silhouette_iou_heldout"):
         assert key in m["metrics"], key
     obj = load_obj(run_dir / "artifacts" / "reconstruction.obj")
     assert obj.verts[0].shape == (162, 3) and obj.verts_colors is not None
