@@ -12,10 +12,12 @@ setting for these small ops on a shared CPU), reads each run's metrics.json and 
 iou_3d counts voxels as NMR / SoftRas do (the surface's voxels and all they enclose); iou_3d_parity, printed
 among the other metrics, only the voxels whose centres lie inside. Measured 2026-12-02 (1 thread, two depth
 runs sharing the machine): cow one view silhouette_iou 0.980 in 28.7 s (loop), cow 20 views iou_3d 0.892
-(iou_3d_parity 0.847). Learn, the default's final weights (9000 steps; the sharp last 900 take half as long
-per step as the blurry ones, and 9000 blurry steps took 1468 s) evaluated by the task: iou_3d 0.673 against a
-baseline of 0.240 (train 0.678; chair 0.694, table 0.543, airplane 0.700, car 0.716, lamp 0.711): PASS;
-iou_3d_parity 0.566 (baseline 0.207 by parity). For scale, a parity multi-view fit of the same 642-vertex
+(iou_3d_parity 0.847). Learn (`--only learn`, 1 thread, a depth run sharing the machine): iou_3d 0.673
+against a baseline of 0.240 (train 0.678; chair 0.694, table 0.543, airplane 0.700, car 0.716, lamp 0.711),
+iou_3d_parity 0.566, loop 1862 s (over the 1800 s budget because of the other run); `--only learn --threads 2`
+on the idle machine: iou_3d 0.6525 (train 0.656; chair 0.608, table 0.563, airplane 0.680, car 0.712, lamp
+0.700), iou_3d_parity 0.548, loop 1055 s: PASS, with a thin margin (the thread count alone moved iou_3d by 0.02).
+For scale, a parity multi-view fit of the same 642-vertex
 template to all 24 views of 4 test objects per category peaks near 0.6 (then it folds into itself).
 
     python benchmarks/recon.py                 # all three (the learned one ~25 minutes, +3 to generate its data once)
