@@ -240,20 +240,19 @@ class DepthFromVideo(Task):
         disps = self.predict_disparities(inputs[0])
         poses = [self.relative_pose(inputs[0], src, o) for src, o in zip(inputs[1:], self.sources)]
         H, W = target.shape[-2:]
+        identity = [photometric_error(src, target, self.ssim_alpha) for src in sources] if self.use_automask else None
         photometric, smooth = 0.0, 0.0
-        identity_full = None  # the unwarped sources' errors at full resolution, shared by all full-resolution scales
         for s in self.scales:
             disp = disps[s]
+            scaled = F.interpolate(target, size=disp.shape[-2:], mode="area") if s else target  # at disp's size
             if self.scale_resolution == "native" and s:
-                size = tuple(disp.shape[-2:])
-                tgt = F.interpolate(target, size=size, mode="area")
-                srcs = [F.interpolate(src, size=size, mode="area") for src in sources]
-                K_s = resize_intrinsics(K, (H, W), size)
+                tgt, srcs = scaled, [F.interpolate(src, size=disp.shape[-2:], mode="area") for src in sources]
+                K_s, disp_warp = resize_intrinsics(K, (H, W), tuple(disp.shape[-2:])), disp
+                identity_s = None if identity is None else [photometric_error(x, tgt, self.ssim_alpha) for x in srcs]
             else:
-                if s:
-                    disp = F.interpolate(disp, size=(H, W), mode="bilinear", align_corners=False)
-                tgt, srcs, K_s = target, sources, K
-            depth = disp_to_depth(disp, self.min_depth, self.max_depth)
+                tgt, srcs, K_s, identity_s = target, sources, K, identity
+                disp_warp = F.interpolate(disp, size=(H, W), mode="bilinear", align_corners=False) if s else disp
+            depth = disp_to_depth(disp_warp, self.min_depth, self.max_depth)
             warped, errors = [], []
             for src, src_from_dst in zip(srcs, poses):
                 w, _ = warp_frame(src, depth, src_from_dst, K_s, padding="border")
@@ -261,24 +260,17 @@ class DepthFromVideo(Task):
                 errors.append(photometric_error(w, tgt, self.ssim_alpha))
             reproj = min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)
             if self.use_automask:
-                if tgt is not target:
-                    identity = [photometric_error(src, tgt, self.ssim_alpha) for src in srcs]
-                else:
-                    if identity_full is None:
-                        identity_full = [photometric_error(src, tgt, self.ssim_alpha) for src in srcs]
-                    identity = identity_full
                 # tie-breaking noise drawn for the global batch, this rank's share kept
                 shape = (self.batch_size, len(errors), *tgt.shape[-2:])
                 noise = self.shard(torch.randn(shape, generator=g, dtype=target.dtype))
-                mask = automask(errors, identity, noise=noise)
+                mask = automask(errors, identity_s, noise=noise)
                 # the mean over the pixels the mask keeps in the global batch: N ranks' shares average to it
                 kept = self.sum_over_ranks(mask.sum()).clamp(min=1)
                 photometric = photometric + self.world_size * (reproj * mask).sum() / kept
             else:
                 mask = None
                 photometric = photometric + reproj.mean()
-            scaled = F.interpolate(target, size=disps[s].shape[-2:], mode="area") if s else target
-            smooth = smooth + edge_aware_smoothness(disps[s], scaled) / 2**s
+            smooth = smooth + edge_aware_smoothness(disp, scaled) / 2**s
             if s == 0:
                 self._last = {
                     "target": target.detach(),
