@@ -80,7 +80,7 @@ class Views:
         heldout: indices of the other views (for ``silhouette_iou_heldout``); may be empty.
         mesh: the ground-truth mesh (one mesh) or None.
         voxels: (2, R, R, R) bool occupancy of the ground truth over the unit cube by each of
-            :data:`~tasks.single_view_recon.metrics.VOXELIZATIONS`, or None.
+            :data:`~tasks.single_view_recon.metrics.IOU_METRICS`, or None.
     """
 
     rgb: Tensor

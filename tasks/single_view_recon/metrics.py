@@ -19,21 +19,20 @@ from runner.geometry.sampling import sample_points
 from runner.geometry.voxelize import voxel_iou, voxelize
 
 VOXEL_RESOLUTION = 32
-VOXELIZATIONS = ("enclosed", "parity")  # the metrics iou_3d (NMR / SoftRas, the main one) and iou_3d_parity
-IOU_NAMES = ("iou_3d", "iou_3d_parity")
+IOU_METRICS = {"iou_3d": "enclosed", "iou_3d_parity": "parity"}  # metric -> voxelize method; the first is the main one
 FSCORE_THRESHOLD = 0.01
 
 
 def voxels(meshes: Meshes, resolution: int = VOXEL_RESOLUTION) -> Tensor:
     """(2, R, R, R) bool occupancy over the unit cube [-0.5, 0.5]^3 of the union of the closed meshes of a
-    batch (one mesh, or the overlapping parts of one object), once per method of ``VOXELIZATIONS``."""
-    return torch.stack([voxelize(meshes, resolution, method=m).any(0) for m in VOXELIZATIONS])
+    batch (one mesh, or the overlapping parts of one object), once per method of ``IOU_METRICS``."""
+    return torch.stack([voxelize(meshes, resolution, method=m).any(0) for m in IOU_METRICS.values()])
 
 
 def iou_3d(pred: Meshes, gt_voxels: Tensor) -> dict[str, float]:
     """``iou_3d`` and ``iou_3d_parity`` of the predicted mesh against ground-truth :func:`voxels` (2, R, R, R)."""
     ious = voxel_iou(voxels(pred, gt_voxels.shape[-1]), gt_voxels)
-    return {name: float(iou) for name, iou in zip(IOU_NAMES, ious)}
+    return {name: float(iou) for name, iou in zip(IOU_METRICS, ious)}
 
 
 def surface_metrics(pred: Meshes, gt: Meshes, num_points: int, seed: int) -> dict[str, float]:

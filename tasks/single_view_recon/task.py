@@ -468,7 +468,7 @@ class LearnRecon(_Recon):
                 s = metrics.surface_metrics(pred, self.gt_mesh(split, i), self.num_points, self.seed)
                 chamfers.append(s["chamfer"])
                 fscores.append(s["fscore"])
-        out = {name: float(np.mean([iou[name] for iou in ious])) for name in metrics.IOU_NAMES}
+        out = {name: float(np.mean([iou[name] for iou in ious])) for name in metrics.IOU_METRICS}
         categories = list(self.data_config["categories"])
         if len(categories) > 1:
             labels = self.splits[split]["category"][objects].numpy()
