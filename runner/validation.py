@@ -28,11 +28,15 @@ def _select(cfg: DictConfig, key: str):
     return node
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive_number(cfg: DictConfig, key: str, allow_none: bool = False) -> None:
     value = _select(cfg, key)
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not _is_number(value) or not value > 0:
         raise ConfigError(f"{key} must be a positive number, got {value!r}: set {key}=<number > 0>")
 
 
@@ -56,7 +60,7 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "loop.image_every", allow_zero=True)
     _positive_number(cfg, "loop.clip_grad_norm", allow_none=True)
     ema = _select(cfg, "loop.ema_decay")
-    if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 < ema < 1):
+    if ema is not None and (not _is_number(ema) or not 0 < ema < 1):
         raise ConfigError(f"loop.ema_decay must be in (0, 1) or null, got {ema!r}: e.g. loop.ema_decay=0.998")
     _positive_int(cfg, "loop.early_stopping.patience", allow_none=True)
     _one_of(cfg, "loop.nonfinite", ("stop", "skip"))
