@@ -174,6 +174,41 @@ def baseline_constant_depth(gt: Tensor, mask: Tensor) -> dict[str, float]:
     return compute_depth_metrics(torch.full_like(gt, _median(gt[mask]).item()), gt, mask)
 
 
+def abs_rel_by_depth(frames, edges: tuple[float, ...]) -> list[dict[str, float]]:
+    """Where the abs_rel of a data set comes from: its pixels grouped by ground-truth depth.
+
+    abs_rel averages ``|pred - gt| / gt``, which is unbounded above: a few near pixels predicted several
+    times too far can outweigh the rest of the image. This splits the pixels of all frames into bands
+    ``[edges[i], edges[i + 1])``.
+
+    Args:
+        frames: iterable of (scaled prediction, gt, mask), each (H, W), as the evaluation scores them.
+        edges: increasing band edges [scene units].
+    Returns:
+        One dict per band: ``low``, ``high``, ``pixels`` (share of all valid pixels), ``abs_rel`` (mean
+        over the band's pixels, 0 for an empty band) and ``error_share`` (share of the summed ``|pred -
+        gt| / gt`` of all valid pixels).
+    """
+    edges = tuple(float(e) for e in edges)
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"band edges must increase and hold at least two values, got {edges}")
+    n = len(edges) - 1
+    counts, errors = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    total_pixels, total_error = 0.0, 0.0
+    for pred, gt, mask in frames:
+        _check_same_shape(pred, gt, mask)
+        g, rel = gt[mask], ((pred[mask] - gt[mask]).abs() / gt[mask]).double()
+        band = torch.bucketize(g, torch.tensor(edges, dtype=g.dtype, device=g.device), right=True) - 1
+        inside = (band >= 0) & (band < n)
+        counts += torch.bincount(band[inside], minlength=n).double().cpu()
+        errors += torch.bincount(band[inside], weights=rel[inside], minlength=n).cpu()
+        total_pixels, total_error = total_pixels + g.numel(), total_error + float(rel.sum())
+    total_pixels, total_error = max(total_pixels, 1.0), max(total_error, 1e-12)
+    return [{"low": edges[i], "high": edges[i + 1], "pixels": float(counts[i] / total_pixels),
+             "abs_rel": float(errors[i] / counts[i]) if counts[i] else 0.0,
+             "error_share": float(errors[i] / total_error)} for i in range(n)]
+
+
 def saturated_fraction(depth: Tensor, min_depth: float, max_depth: float, tol: float = 0.01) -> float:
     """Fraction of predicted depths at an end of the network's range: within ``tol`` (relative) of
     ``min_depth`` or ``max_depth``, where the disparity sigmoid is flat and passes almost no gradient.

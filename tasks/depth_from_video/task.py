@@ -9,6 +9,7 @@ depth label is used in training; ground truth only enters :meth:`DepthFromVideo.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -284,18 +285,20 @@ class DepthFromVideo(Task):
         }
 
     # ------------------------------------------------------------------ evaluation
-    def _test_predictions(self) -> list[tuple[Sequence, Tensor]]:
+    def predictions(self, sequences: list[Sequence] | None = None) -> list[tuple[Sequence, Tensor]]:
+        """Each sequence (default: the test split) with its predicted depth (T, H, W) [network units]."""
         self.depth_net.eval()
         out = []
-        for seq in self.splits.test:
+        for seq in self.splits.test if sequences is None else sequences:
             depth = torch.cat([self.predict_depth(chunk) for chunk in torch.split(seq.frames, 16)])
             out.append((seq, depth))
         self.depth_net.train()
         return out
 
-    def evaluate(self) -> dict[str, float]:
-        per_image, baseline = [], []
-        predictions = self._test_predictions()
+    def scored_frames(self, predictions: list[tuple[Sequence, Tensor]]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """The evaluation protocol's view of every frame with ground truth: (scaled prediction, gt, mask),
+        each (H, W): the mask applies the caps (and the Garg crop), the prediction is scaled per image
+        (``eval_scaling``) and clamped to the caps. Frames with fewer than 10 valid pixels are skipped."""
         for seq, pred in predictions:
             if seq.depth is None:
                 continue
@@ -307,9 +310,14 @@ class DepthFromVideo(Task):
                 if mask.sum() < 10:
                     continue
                 scaled = align_scale(pred[t], gt, mask, method=self.eval_scaling)
-                scaled = scaled.clamp(self.eval_min_depth, self.eval_max_depth)
-                per_image.append(compute_depth_metrics(scaled, gt, mask))
-                baseline.append(baseline_constant_depth(gt, mask))
+                yield scaled.clamp(self.eval_min_depth, self.eval_max_depth), gt, mask
+
+    def evaluate(self) -> dict[str, float]:
+        per_image, baseline = [], []
+        predictions = self.predictions()
+        for scaled, gt, mask in self.scored_frames(predictions):
+            per_image.append(compute_depth_metrics(scaled, gt, mask))
+            baseline.append(baseline_constant_depth(gt, mask))
         if not per_image:
             raise InputError(
                 "no test frame has ground-truth depth: evaluation needs depth (data.depth_path, or a source with depth)"
@@ -388,7 +396,7 @@ class DepthFromVideo(Task):
             },
             out_dir / "weights.pt",
         )
-        for seq, pred in self._test_predictions():
+        for seq, pred in self.predictions():
             folder = out_dir / "test_depth" / seq.name
             write_depth_maps(pred, folder)
         (out_dir / "README.txt").write_text(

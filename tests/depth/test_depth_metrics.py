@@ -12,6 +12,7 @@ from runner.geometry.warping import backproject, warp_frame
 from tasks.depth_from_video.metrics import (
     METRIC_NAMES,
     DepthCaps,
+    abs_rel_by_depth,
     absolute_trajectory_error,
     align_scale,
     baseline_constant_depth,
@@ -92,6 +93,22 @@ def test_depth_caps_and_garg_crop():
     assert (rows.min().item(), rows.max().item() + 1) == (153, 371)
     assert (cols.min().item(), cols.max().item() + 1) == (44, 1197)
     assert mask.sum() == (371 - 153) * (1197 - 44)
+
+
+def test_abs_rel_by_depth_by_hand():
+    # frame 1: gt 1, 4, 10 m predicted 3, 4, 11 (rel. errors 2, 0, 0.1); frame 2: gt 2 m (masked) and 50 m
+    # (beyond the last edge, error 0.5): it counts in the totals but in no band.
+    f1 = (torch.tensor([[3.0, 4.0, 11.0]]), torch.tensor([[1.0, 4.0, 10.0]]), torch.ones(1, 3, dtype=torch.bool))
+    f2 = (torch.tensor([[9.0, 75.0]]), torch.tensor([[2.0, 50.0]]), torch.tensor([[False, True]]))
+    near, far = abs_rel_by_depth([f1, f2], (0, 5, 20))
+    assert (near["low"], near["high"], far["low"], far["high"]) == (0, 5, 5, 20)
+    assert near["pixels"] == pytest.approx(2 / 4) and far["pixels"] == pytest.approx(1 / 4)
+    assert near["abs_rel"] == pytest.approx(1.0) and far["abs_rel"] == pytest.approx(0.1)
+    assert near["error_share"] == pytest.approx(2 / 2.6) and far["error_share"] == pytest.approx(0.1 / 2.6)
+    empty = abs_rel_by_depth([f1], (100, 200))[0]
+    assert empty["pixels"] == 0 and empty["abs_rel"] == 0
+    with pytest.raises(ValueError, match="band edges must increase"):
+        abs_rel_by_depth([f1], (5, 5))
 
 
 def test_constant_baseline_is_the_median_prediction_and_any_constant_scores_it():
