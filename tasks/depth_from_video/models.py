@@ -27,6 +27,7 @@ widths, 0.20 G separable; PoseNet 0.16 G, 0.04 G at ``input_scale=0.5``):
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -70,11 +71,19 @@ class DepthNet(nn.Module):
         num_scales: disparity outputs at scales 0 .. num_scales - 1 (monodepth2: 4).
         separable: depthwise-separable instead of dense 3x3 convolutions.
         encoder_norm: ``"batch"`` (BatchNorm after every encoder convolution) or ``"none"``.
+        init_disparity: the sigmoid disparity the heads start at (their bias is set to its logit); None
+            keeps PyTorch's default bias (small, zero-mean: about 0.5). Where the depths of an image sit on the sigmoid decides which
+            depths it can reach: the image's typical depth starts at disparity ``init_disparity`` and
+            stays there (the depth scale of monocular training is a free gauge, fixed by the start),
+            so depths more than ``1 / init_disparity`` times nearer than typical need a disparity
+            above 1. From 0.5, nothing can come within half the typical depth, and the sigmoid is
+            already flat on the way there.
     """
 
     def __init__(self, encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256),
                  decoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256), num_scales: int = 4,
-                 separable: bool = False, encoder_norm: Literal["batch", "none"] = "batch"):
+                 separable: bool = False, encoder_norm: Literal["batch", "none"] = "batch",
+                 init_disparity: float | None = None):
         super().__init__()
         encoder_channels, decoder_channels = tuple(encoder_channels), tuple(decoder_channels)
         n = len(encoder_channels)
@@ -87,6 +96,8 @@ class DepthNet(nn.Module):
             raise ConfigError(f"num_scales must be in 1..{n} (the number of encoder stages), got {num_scales}")
         if encoder_norm not in ("batch", "none"):
             raise ConfigError(f"encoder_norm must be 'batch' or 'none', got {encoder_norm!r}")
+        if init_disparity is not None and not 0 < init_disparity < 1:
+            raise ConfigError(f"init_disparity must be in (0, 1) (a sigmoid output), got {init_disparity}")
         self.num_scales = int(num_scales)
         self.stride = 2**n
         norm = encoder_norm == "batch"
@@ -104,6 +115,9 @@ class DepthNet(nn.Module):
             self.upconv_in.append(_block(c_in, decoder_channels[i], 1, separable, False))
             self.upconv_out.append(_block(decoder_channels[i] + skip, decoder_channels[i], 1, separable, False))
         self.heads = nn.ModuleList(nn.Conv2d(decoder_channels[s], 1, 3, 1, 1) for s in range(self.num_scales))
+        if init_disparity is not None:
+            for head in self.heads:
+                nn.init.constant_(head.bias, math.log(init_disparity / (1 - init_disparity)))
         self.to(memory_format=torch.channels_last)
 
     def check_image_size(self, H: int, W: int) -> None:

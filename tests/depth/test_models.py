@@ -46,6 +46,18 @@ def test_depth_net_eval_mode_is_deterministic_and_batch_independent():
     assert torch.allclose(both[:1], first, atol=1e-6)
 
 
+@pytest.mark.parametrize("init", [0.05, 0.5, None])
+def test_depth_net_starts_at_init_disparity(init):
+    torch.manual_seed(0)
+    net = DepthNet(**TINY, init_disparity=init)
+    with torch.no_grad():
+        disps = net(torch.rand(2, 3, 64, 96))
+    for d in disps:  # the heads' weights add a spread around the bias, not a shift of the median
+        assert d.median().item() == pytest.approx(init or 0.5, rel=0.25)
+    with pytest.raises(ConfigError, match=r"init_disparity must be in \(0, 1\)"):
+        DepthNet(**TINY, init_disparity=1.0)
+
+
 def test_disp_to_depth_end_points_and_monotone():
     disp = torch.tensor([0.0, 0.25, 0.5, 1.0]).reshape(1, 1, 1, 4)
     depth = disp_to_depth(disp, 0.1, 100.0)
