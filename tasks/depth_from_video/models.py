@@ -72,12 +72,12 @@ class DepthNet(nn.Module):
         separable: depthwise-separable instead of dense 3x3 convolutions.
         encoder_norm: ``"batch"`` (BatchNorm after every encoder convolution) or ``"none"``.
         init_disparity: the sigmoid disparity the heads start at (their bias is set to its logit); None
-            keeps PyTorch's default bias (small, zero-mean: about 0.5). Where the depths of an image sit on the sigmoid decides which
-            depths it can reach: the image's typical depth starts at disparity ``init_disparity`` and
-            stays there (the depth scale of monocular training is a free gauge, fixed by the start),
-            so depths more than ``1 / init_disparity`` times nearer than typical need a disparity
-            above 1. From 0.5, nothing can come within half the typical depth, and the sigmoid is
-            already flat on the way there.
+            keeps PyTorch's default bias (small, zero-mean: about 0.5). Where the depths of an image sit on
+            the sigmoid decides which depths it can reach: the image's typical depth starts at disparity
+            ``init_disparity`` and stays near it (the depth scale of monocular training is a free gauge,
+            fixed by the start), so depths more than ``1 / init_disparity`` times nearer than typical need
+            a disparity above 1. From 0.5, nothing can come within half the typical depth, and the sigmoid
+            is already flat on the way there.
     """
 
     def __init__(self, encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256),
