@@ -26,21 +26,20 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from runner.errors import InputError  # noqa: E402
 from tasks.depth_from_video.metrics import abs_rel_by_depth, compute_depth_metrics  # noqa: E402
+from tasks.depth_from_video.predict import read_run  # noqa: E402
 
 
 def load_run(run_dir: Path):
     """The run's task, set up on the CPU, with its saved DepthNet weights."""
-    config, weights = run_dir / ".hydra" / "config.yaml", run_dir / "artifacts" / "weights.pt"
-    if not config.is_file() or not weights.is_file():
-        sys.exit(f"{run_dir} is not a finished depth_from_video run (needs .hydra/config.yaml, artifacts/weights.pt)")
-    task = instantiate(OmegaConf.load(config).task)
+    cfg, state = read_run(run_dir)
+    task = instantiate(cfg.task)
     task.setup(torch.device("cpu"))
-    task.depth_net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True)["depth_net"])
+    task.depth_net.load_state_dict(state["depth_net"])
     return task
 
 
@@ -62,7 +61,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    task = load_run(args.run_dir)
+    try:
+        task = load_run(args.run_dir)
+    except InputError as e:
+        sys.exit(str(e))
     with torch.no_grad():
         for name, sequences in (("test", task.splits.test), ("train", task.splits.train)):
             frames = list(task.scored_frames(task.predictions(sequences)))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import InputError
 from tasks.depth_from_video.data import read_frames, resize_frames
@@ -14,12 +14,8 @@ from tasks.depth_from_video.models import disp_to_depth
 from tasks.depth_from_video.task import write_depth_maps
 
 
-def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 16) -> int:
-    """Predict depth for every frame of ``input_path`` with the DepthNet trained in ``run_dir``.
-
-    Frames are resized to the training image size; depth maps (in the network's monocular scale) are
-    written to ``out_dir`` as .npy and 16-bit PNG (x1000). Returns the number of frames.
-    """
+def read_run(run_dir: Path) -> tuple[DictConfig, dict]:
+    """The config and the saved weights (``artifacts/weights.pt``) of a finished depth_from_video run."""
     config, weights = run_dir / ".hydra" / "config.yaml", run_dir / "artifacts" / "weights.pt"
     if not config.is_file() or not weights.is_file():
         raise InputError(
@@ -28,8 +24,17 @@ def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 1
     cfg = OmegaConf.load(config)
     if not str(cfg.task.get("_target_", "")).endswith("DepthFromVideo"):
         raise InputError(f"{run_dir} is a run of {cfg.task.get('_target_')}, not of task=depth_from_video")
+    return cfg, torch.load(weights, map_location="cpu", weights_only=True)
+
+
+def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 16) -> int:
+    """Predict depth for every frame of ``input_path`` with the DepthNet trained in ``run_dir``.
+
+    Frames are resized to the training image size; depth maps (in the network's monocular scale) are
+    written to ``out_dir`` as .npy and 16-bit PNG (x1000). Returns the number of frames.
+    """
+    cfg, state = read_run(run_dir)
     depth_net = instantiate(cfg.task.depth_net)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
     depth_net.load_state_dict(state["depth_net"])
     depth_net.eval()
     image_size = tuple(cfg.data.image_size)
