@@ -51,10 +51,10 @@ CASES = {
 }
 
 
-def run(experiment: str, extra: list[str], threads: int) -> tuple[dict, float]:
+def run(experiment: str, extra: list[str]) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "runner.cli", "run", f"experiment={experiment}", f"threads={threads}",
-               "logger=none", f"hydra.run.dir={tmp}", *extra]
+        cmd = [sys.executable, "-m", "runner.cli", "run", f"experiment={experiment}", "logger=none",
+               f"hydra.run.dir={tmp}", *extra]
         t = time.perf_counter()
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         elapsed = time.perf_counter() - t
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per run (1 on a shared machine; 2 is faster on an idle 2-core one)")
     args = parser.parse_args()
-    extra = [] if args.steps is None else [f"loop.steps={args.steps}"]
+    extra = [f"threads={args.threads}", *([] if args.steps is None else [f"loop.steps={args.steps}"])]
     for group in [args.only] if args.only else list(CASES):
         for name, experiment, metric, target, budget in CASES[group]:
-            record, elapsed = run(experiment, extra, args.threads)
+            record, elapsed = run(experiment, extra)
             m = record["metrics"]
             ok = m[metric] >= target and (budget is None or record["wall_time_s"] <= budget)
             line = (f"{name:<28} {metric} = {m[metric]:.4f} (target >= {target})  loop {record['wall_time_s']:.1f} s"
