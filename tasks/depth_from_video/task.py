@@ -67,10 +67,12 @@ class DepthFromVideo(Task):
         eval_min_depth, eval_max_depth: ground-truth caps for evaluation [scene units].
         garg_crop: evaluate only inside the Garg crop (KITTI).
         translation_scale: factor on PoseNet's translation. PoseNet scales its output by 0.01 so that
-            training starts near the identity; with 0.5 m per frame the consistent depth scale then
-            sits near ``min_depth`` and the sigmoid saturates there. 10 starts the translation at
-            ~0.01-0.02 and kept the near ground off ``min_depth`` in the tiny runs; 100 made the
-            translation run away (|t| 5-70, abs_rel at the baseline).
+            training starts near the identity. Monocular training fixes depth only up to a scale, and
+            that scale follows the start: with 0.5 m per frame and a small translation the consistent
+            depths sit near ``min_depth``, where the sigmoid saturates. Choose it together with
+            ``DepthNet(init_disparity=...)``: the streets default pairs 100 with 0.05; with the ~0.5
+            start, 10 kept the near ground off ``min_depth`` and 100 made the translation run away
+            (|t| 5-70, abs_rel at the baseline).
         seed: batch and augmentation seed.
     """
 
