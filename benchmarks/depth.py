@@ -41,9 +41,9 @@ Measured 2026-12-02 with the weight average (loop.ema_decay=0.998), `dwx run tas
   weights: 0.1894). Seed 1 on 2 threads, paired: 0.1790 (a1 0.783) vs 0.1852 (a1 0.770). 7-Scenes (1000
   steps, 1 thread while the test suite ran): abs_rel 0.2253 (baseline 0.2676), a1 0.582, ATE 0.0190, 125 s.
 Measured 2026-12-02 (afternoon), new default (init_disparity 0.05, translation_scale 100, 12 streets), idle,
-  on a machine with 1.8x less throughput than on 2026-12-01: --part default abs_rel 0.1528 (baseline 0.5941), a1 0.815,
-  ATE 0.2424, 939 s including data generation on a cold cache; --part throughput 64.1 images/s at 64x192,
-  30.3 images/s at 96x320 = 18.4x monodepth2 (that reference was measured on the earlier machine).
+  on a machine with 1.8x less throughput than on 2026-12-01: --part default abs_rel 0.1528 (baseline
+  0.5941), a1 0.815, ATE 0.2424, 939 s including data generation on a cold cache; --part throughput 64.1
+  images/s at 64x192, 30.3 at 96x320 = 18.4x monodepth2 (a reference measured on the earlier machine).
 """
 
 from __future__ import annotations
