@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -64,6 +66,18 @@ def test_scheduler_steps_once_per_step():
     loop = make_loop(steps=100, scheduler={"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": 100})
     loop.run()
     assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_warmup_config_ramps_to_the_base_rate():
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "scheduler" / "warmup.yaml")
+    cfg.total_iters = 20
+    loop = make_loop(steps=10, scheduler=cfg)
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * cfg.start_factor)
+    loop.run()  # halfway up the ramp
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (cfg.start_factor + 1) / 2)
+    loop = make_loop(steps=30, scheduler=cfg)
+    loop.run()  # then constant
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
 
 
 def test_epochs_use_the_tasks_dataset_size():
