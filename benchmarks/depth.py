@@ -44,6 +44,10 @@ Measured 2026-12-02 (afternoon), new default (init_disparity 0.05, translation_s
   on a machine with 1.8x less throughput than on 2026-12-01: --part default abs_rel 0.1528 (baseline
   0.5941), a1 0.815, ATE 0.2424, 939 s including data generation on a cold cache; --part throughput 64.1
   images/s at 64x192, 30.3 at 96x320 = 18.4x monodepth2 (a reference measured on the earlier machine).
+Measured 2026-12-02 (evening), new default (24 streets, AdamW, warm-up, no auto-mask), idle, 2 threads, same
+  slow machine, data cached by earlier runs: --part default abs_rel 0.1372 (baseline 0.5941), a1 0.830, ATE
+  0.2258, 1476 s. One thread per run, seeds 0-3: 0.1367 / 0.1483 / 0.1084 / 0.1739 (a1 0.832 / 0.854 / 0.885 /
+  0.854) vs the 12-street default's 0.156 / 0.154 / 0.091 / 0.195.
 """
 
 from __future__ import annotations
