@@ -43,21 +43,23 @@ SHOWN = (1.0, 1.41, 2.0, 2.83)  # factors whose mean error is printed
 def landscape(seq, t: int, sources: list[int], factors: torch.Tensor, alpha: float):
     """Minimum reprojection error of frame t for depth = k * gt, and the auto-mask at the true depth.
 
+    The K factors are warped as one batch.
+
     Returns:
         errors (K, H, W) for the K factors and kept (H, W) bool: pixels the auto-mask keeps at k = 1.
     """
-    target, gt = seq.frames[t : t + 1], seq.depth[t][None, None]
-    poses = [(seq.cam_from_world[t + o] @ invert_rigid(seq.cam_from_world[t]))[None] for o in sources]
-    per_factor = []
-    for k in factors.tolist():
-        errors = [photometric_error(warp_frame(seq.frames[t + o : t + o + 1], gt * k, M, seq.K[None],
-                                               padding="border")[0], target, alpha)
-                  for o, M in zip(sources, poses)]
-        per_factor.append(min_reprojection(errors)[0, 0])
-        if k == 1.0:
-            identity = [photometric_error(seq.frames[t + o : t + o + 1], target, alpha) for o in sources]
-            kept = automask(errors, identity)[0, 0] > 0
-    return torch.stack(per_factor), kept
+    target, K = seq.frames[t : t + 1], seq.K.expand(len(factors), 3, 3)
+    depth = seq.depth[t] * factors[:, None, None, None]  # (K, 1, H, W)
+    errors, identity = [], []
+    for o in sources:
+        source = seq.frames[t + o : t + o + 1]
+        src_from_dst = (seq.cam_from_world[t + o] @ invert_rigid(seq.cam_from_world[t])).expand(len(factors), 4, 4)
+        warped, _ = warp_frame(source.expand(len(factors), -1, -1, -1), depth, src_from_dst, K, padding="border")
+        errors.append(photometric_error(warped, target.expand_as(warped), alpha))
+        identity.append(photometric_error(source, target, alpha))
+    truth = int((factors - 1).abs().argmin())
+    kept = automask([e[truth : truth + 1] for e in errors], identity)[0, 0] > 0
+    return min_reprojection(errors)[:, 0], kept
 
 
 def main() -> None:
@@ -75,7 +77,7 @@ def main() -> None:
     factors = torch.exp(torch.linspace(-1.3863, 1.3863, 25))  # 1/4 .. 4, holding 1 and the SHOWN factors
     factors = torch.unique(torch.cat([factors, torch.tensor(SHOWN)])).sort().values
     at = {k: int((factors - k).abs().argmin()) for k in (*SHOWN, 2.5)}
-    n = len(EDGES) - 1
+    n, edges = len(EDGES) - 1, torch.tensor(EDGES, dtype=torch.float32)
     pixels, at_truth, monotone, masked = (torch.zeros(n) for _ in range(4))
     mean_error = torch.zeros(n, len(SHOWN))
     with torch.no_grad():
@@ -85,7 +87,7 @@ def main() -> None:
                 best = factors[errors.argmin(0)]
                 descent = errors[at[1.0] : at[2.5] + 1]
                 falls = (descent[1:] >= descent[:-1] - 1e-4).all(0)
-                band = torch.bucketize(seq.depth[t], torch.tensor(EDGES, dtype=torch.float32), right=True) - 1
+                band = torch.bucketize(seq.depth[t], edges, right=True) - 1
                 for b in range(n):
                     m = band == b
                     pixels[b] += m.sum()

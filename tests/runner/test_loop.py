@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -12,6 +10,7 @@ from runner.errors import ConfigError, NonFiniteError
 from runner.logging import NullLogger
 from runner.loop import Loop, LoopSettings
 from runner.optim import build_optimizer, build_scheduler
+from tests.conftest import ROOT
 from tests.fixtures.pose_task import PointCloudPose
 
 OPTIM = {
@@ -69,7 +68,7 @@ def test_scheduler_steps_once_per_step():
 
 
 def test_warmup_config_ramps_to_the_base_rate():
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "scheduler" / "warmup.yaml")
+    cfg = OmegaConf.load(ROOT / "configs" / "scheduler" / "warmup.yaml")
     cfg.total_iters = 20
     loop = make_loop(steps=10, scheduler=cfg)
     assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * cfg.start_factor)
