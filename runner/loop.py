@@ -161,6 +161,7 @@ class Loop:
         self._t0 = time.perf_counter()
         self._terms: dict[str, Tensor] | None = None
         self._total = torch.zeros(())
+        self._grad_norm_max: Tensor | None = None  # the largest global gradient norm since the last log
 
     def _budget(self) -> int:
         s = self.settings
@@ -282,7 +283,7 @@ class Loop:
                 self.optimizer.step(self._closure)
             else:
                 self._backward_and_average()
-                norm = self._grad_norm()
+                norm = self._grad_norm().detach()
                 if not torch.isfinite(norm):
                     groups = self._nonfinite_grad_groups()
                     raise NonFiniteError(
@@ -290,6 +291,8 @@ class Loop:
                         f"{groups}; loss terms: "
                         + ", ".join(f"loss/{k}={v.item():.4g}" for k, v in self._terms.items())
                     )
+                peak = self._grad_norm_max
+                self._grad_norm_max = norm if peak is None else torch.maximum(peak, norm)
                 self.optimizer.step()
         except NonFiniteError as e:
             if self.settings.nonfinite == "skip":
@@ -332,6 +335,9 @@ class Loop:
                     scalars = {f"loss/{k}": v.item() for k, v in self._terms.items()}
                     scalars["loss/total"] = self._total.item()
                     scalars["time/step_s"] = (now - t_last) / max(done - step_last, 1)
+                    if self._grad_norm_max is not None:  # before clipping; L-BFGS steps have none
+                        scalars["grad/norm_max"] = self._grad_norm_max.item()
+                        self._grad_norm_max = None
                     for i, g in enumerate(self.optimizer.param_groups):
                         scalars[f"lr/{g.get('name', i)}"] = g["lr"]
                     self.logger.scalars(scalars, done)

@@ -64,10 +64,13 @@ def test_run_writes_complete_run_folder(tmp_path):
         "lr/rotation",
         "lr/translation",
         "time/step_s",
+        "grad/norm_max",
     ):
         assert tag in tags["scalars"], tag
     assert [e.step for e in events.Scalars("metric/rot_err_deg")] == [100, 200]
     assert events.Scalars("lr/rotation")[0].value == pytest.approx(0.05)
+    peaks = [e.value for e in events.Scalars("grad/norm_max")]
+    assert len(peaks) == 20 and all(0 < v < float("inf") for v in peaks)  # one per log line (log_every 10)
     assert "points/xy" in tags["images"]
     assert any("config" in t for t in tags["tensors"])
 
