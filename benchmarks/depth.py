@@ -48,6 +48,12 @@ Measured 2026-12-02 (evening), new default (24 streets, AdamW, warm-up, no auto-
   slow machine, data cached by earlier runs: --part default abs_rel 0.1372 (baseline 0.5941), a1 0.830, ATE
   0.2258, 1476 s. One thread per run, seeds 0-3: 0.1367 / 0.1483 / 0.1084 / 0.1739 (a1 0.832 / 0.854 / 0.885 /
   0.854) vs the 12-street default's 0.156 / 0.154 / 0.091 / 0.195.
+Measured 2026-12-03, new default (task.scales=[0,3]), one thread per run, two at a time (~1440 s each): seeds
+  0-5 abs_rel 0.1299 / 0.1346 / 0.0989 / 0.1660 / 0.1255 / 0.3720 (a1 0.833 / 0.877 / 0.897 / 0.852 / 0.851 /
+  0.458; seed 5 collapsed at step ~5650) vs task.scales=[0] 0.1367 / 0.1483 / 0.1084 / 0.1739 / 0.5663 (collapsed
+  at step ~5000) / collapsed from the start. --part throughput (idle, 2 threads): 87.8 images/s at 64x192 with
+  [0], 36.0 at 96x320 = 21.8x monodepth2; in-process 64x192, 30 steps: [0, 3] 54-59 images/s vs [0] 75-78.
+  7-Scenes with [0, 3]: abs_rel 0.2503 vs 0.2253 with [0] (baseline 0.2676): the experiment keeps [0].
 """
 
 from __future__ import annotations
