@@ -54,6 +54,7 @@ Measured 2026-12-03, new default (task.scales=[0,3]), one thread per run, two at
   at step ~5000) / collapsed from the start. --part throughput (idle, 2 threads): 87.8 images/s at 64x192 with
   [0], 36.0 at 96x320 = 21.8x monodepth2; in-process 64x192, 30 steps: [0, 3] 54-59 images/s vs [0] 75-78.
   7-Scenes with [0, 3]: abs_rel 0.2503 vs 0.2253 with [0] (baseline 0.2676): the experiment keeps [0].
+  --part default (idle, 2 threads, [0, 3]): abs_rel 0.1237 (baseline 0.5941), a1 0.853, ATE 0.1051, 1142 s.
 """
 
 from __future__ import annotations
