@@ -283,7 +283,7 @@ class Loop:
                 self.optimizer.step(self._closure)
             else:
                 self._backward_and_average()
-                norm = self._grad_norm().detach()
+                norm = self._grad_norm()
                 if not torch.isfinite(norm):
                     groups = self._nonfinite_grad_groups()
                     raise NonFiniteError(
