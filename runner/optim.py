@@ -6,6 +6,7 @@ optimiser argument (usually ``lr``) for one group.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -48,3 +49,28 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer):
         return instantiate(cfg, optimizer=optimizer)
     except Exception as e:
         raise ConfigError(f"scheduler: cannot build {cfg._target_}: {e.__cause__ or e}") from e
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    warmup_steps: int,
+    total_steps: int,
+    start_factor: float = 0.01,
+    final_factor: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then half a cosine down to the end of training.
+
+    The factor on each group's base rate rises linearly from ``start_factor`` at step 0 to 1 at
+    ``warmup_steps``, then follows a half cosine from 1 to ``final_factor`` at ``total_steps``
+    (and stays there if training runs longer).
+    """
+    if not 0 <= warmup_steps < total_steps:
+        raise ConfigError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return start_factor + (1.0 - start_factor) * step / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -79,6 +79,27 @@ def test_warmup_config_ramps_to_the_base_rate():
     assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
 
 
+def test_warmup_cosine_config_ramps_then_anneals():
+    cfg = OmegaConf.load(ROOT / "configs" / "scheduler" / "warmup_cosine.yaml")
+    cfg.warmup_steps, cfg.total_steps, cfg.final_factor = 10, 30, 0.1
+    expected = {10: 1.0, 20: 0.1 + 0.9 * 0.5, 30: 0.1, 40: 0.1}  # top of the ramp, half-way down, end, after
+    assert make_loop(steps=1, scheduler=cfg).optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * cfg.start_factor)
+    for steps, factor in expected.items():
+        loop = make_loop(steps=steps, scheduler=cfg)
+        loop.run()
+        assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * factor), steps
+    loop = make_loop(steps=5, scheduler=cfg)
+    loop.run()  # half-way up the ramp
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (cfg.start_factor + 1) / 2)
+
+
+def test_warmup_cosine_rejects_a_warmup_longer_than_training():
+    cfg = OmegaConf.load(ROOT / "configs" / "scheduler" / "warmup_cosine.yaml")
+    cfg.warmup_steps, cfg.total_steps = 100, 100
+    with pytest.raises(ConfigError, match="warmup_steps < total_steps"):
+        make_loop(steps=1, scheduler=cfg)
+
+
 def test_epochs_use_the_tasks_dataset_size():
     loop = make_loop(steps=1, epochs=3)
     assert loop.total_steps == 3 * loop.task.steps_per_epoch()
