@@ -297,6 +297,23 @@ class DepthFromVideo(Task):
         self.depth_net.train()
         return out
 
+    @torch.no_grad()
+    def saturation_by_scale(self) -> dict[int, float]:
+        """Scale 0 and every scale in the loss -> the fraction of its test depths at ``min_depth`` /
+        ``max_depth`` (:func:`saturated_fraction`). A coarse output can collapse on its own while scale 0
+        still trains; its loss term then adds a constant and no gradient."""
+        self.depth_net.eval()
+        disps = [self.predict_disparities(chunk) for seq in self.splits.test for chunk in torch.split(seq.frames, 16)]
+        self.depth_net.train()
+        return {
+            s: saturated_fraction(
+                disp_to_depth(torch.cat([d[s].flatten() for d in disps]), self.min_depth, self.max_depth),
+                self.min_depth,
+                self.max_depth,
+            )
+            for s in sorted({0, *self.scales})
+        }
+
     def scored_frames(self, predictions: list[tuple[Sequence, Tensor]]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """The evaluation protocol's view of every frame with ground truth: (scaled prediction, gt, mask),
         each (H, W): the mask applies the caps (and the Garg crop), the prediction is scaled per image
@@ -327,12 +344,15 @@ class DepthFromVideo(Task):
         metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
         metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
         metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
-        metrics["saturated"] = saturated_fraction(torch.cat([p.flatten() for _, p in predictions]),
-                                                  self.min_depth, self.max_depth)
-        if metrics["saturated"] > 0.5:
-            log.warning("%.0f %% of the test depths sit at task.min_depth / max_depth: the depth has collapsed "
-                        "to a constant (the sigmoid saturates, abs_rel = baseline_abs_rel); if it persists at the "
-                        "next evaluation, start again with another seed", 100 * metrics["saturated"])
+        by_scale = self.saturation_by_scale()
+        metrics["saturated"] = by_scale[0]
+        metrics.update({f"saturated_s{s}": f for s, f in by_scale.items() if s})
+        for s, fraction in by_scale.items():
+            if fraction > 0.5:
+                log.warning("%.0f %% of the test depths at scale %d sit at task.min_depth / max_depth: that output "
+                            "has collapsed to a constant (its sigmoid saturates and passes no gradient%s); if it "
+                            "persists at the next evaluation, start again with another seed", 100 * fraction, s,
+                            ", abs_rel = baseline_abs_rel" if s == 0 else "; its loss term no longer trains")
         ate = self._pose_ate()
         if ate is not None:
             metrics["ate"] = ate

@@ -80,6 +80,19 @@ def test_training_lowers_the_loss_and_beats_the_constant_baseline():
     assert metrics["saturated"] < 0.1, metrics  # a trained net uses its depth range
 
 
+def test_a_collapsed_coarse_output_is_reported_and_warned(caplog):
+    # the failure seen on seed 5 of the streets default: the 1/8 disparity head saturated at min_depth
+    # (its sigmoid passes no gradient) while scale 0 still trained
+    task = tiny_task(scales=(0, 3))
+    task.setup(torch.device("cpu"))
+    with torch.no_grad():
+        task.depth_net.heads[3].bias.fill_(30.0)  # logit far past the sigmoid's range: disparity 1 everywhere
+        metrics = task.evaluate()
+    assert metrics["saturated_s3"] == 1.0 and metrics["saturated"] < 0.5, metrics
+    assert "saturated_s1" not in metrics  # scale 1 is not in the loss
+    assert "at scale 3 sit at task.min_depth" in caplog.text and "at scale 0" not in caplog.text
+
+
 def test_visuals_and_artifacts(tmp_path):
     task = tiny_task()
     task.setup(torch.device("cpu"))
