@@ -71,6 +71,8 @@ class DepthNet(nn.Module):
         num_scales: disparity outputs at scales 0 .. num_scales - 1 (monodepth2: 4).
         separable: depthwise-separable instead of dense 3x3 convolutions.
         encoder_norm: ``"batch"`` (BatchNorm after every encoder convolution) or ``"none"``.
+        decoder_norm: ``"batch"`` (BatchNorm after every decoder convolution but the heads) or ``"none"``
+            (monodepth2).
         init_disparity: the sigmoid disparity the heads start at (their bias is set to its logit); None
             keeps PyTorch's default bias (small, zero-mean: about 0.5). Where the depths of an image sit on
             the sigmoid decides which depths it can reach: the image's typical depth starts at disparity
@@ -83,7 +85,7 @@ class DepthNet(nn.Module):
     def __init__(self, encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256),
                  decoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256), num_scales: int = 4,
                  separable: bool = False, encoder_norm: Literal["batch", "none"] = "batch",
-                 init_disparity: float | None = None):
+                 decoder_norm: Literal["batch", "none"] = "none", init_disparity: float | None = None):
         super().__init__()
         encoder_channels, decoder_channels = tuple(encoder_channels), tuple(decoder_channels)
         n = len(encoder_channels)
@@ -94,13 +96,14 @@ class DepthNet(nn.Module):
             raise ConfigError(f"decoder_channels needs one width per encoder stage ({n}), got {decoder_channels}")
         if not 1 <= num_scales <= n:
             raise ConfigError(f"num_scales must be in 1..{n} (the number of encoder stages), got {num_scales}")
-        if encoder_norm not in ("batch", "none"):
-            raise ConfigError(f"encoder_norm must be 'batch' or 'none', got {encoder_norm!r}")
+        for name, value in (("encoder_norm", encoder_norm), ("decoder_norm", decoder_norm)):
+            if value not in ("batch", "none"):
+                raise ConfigError(f"{name} must be 'batch' or 'none', got {value!r}")
         if init_disparity is not None and not 0 < init_disparity < 1:
             raise ConfigError(f"init_disparity must be in (0, 1) (a sigmoid output), got {init_disparity}")
         self.num_scales = int(num_scales)
         self.stride = 2**n
-        norm = encoder_norm == "batch"
+        norm, decoder_bn = encoder_norm == "batch", decoder_norm == "batch"
         widths = (3, *encoder_channels)
         self.encoder = nn.ModuleList(
             nn.Sequential(_block(widths[k], widths[k + 1], 2, separable, norm),
@@ -112,8 +115,8 @@ class DepthNet(nn.Module):
         for i in range(n):
             c_in = encoder_channels[-1] if i == n - 1 else decoder_channels[i + 1]
             skip = encoder_channels[i - 1] if i > 0 else 0  # encoder stage i has resolution / 2^i
-            self.upconv_in.append(_block(c_in, decoder_channels[i], 1, separable, False))
-            self.upconv_out.append(_block(decoder_channels[i] + skip, decoder_channels[i], 1, separable, False))
+            self.upconv_in.append(_block(c_in, decoder_channels[i], 1, separable, decoder_bn))
+            self.upconv_out.append(_block(decoder_channels[i] + skip, decoder_channels[i], 1, separable, decoder_bn))
         self.heads = nn.ModuleList(nn.Conv2d(decoder_channels[s], 1, 3, 1, 1) for s in range(self.num_scales))
         if init_disparity is not None:
             for head in self.heads:

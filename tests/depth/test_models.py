@@ -33,6 +33,16 @@ def test_depth_net_gradients_reach_every_parameter():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
 
 
+def test_decoder_norm_puts_batchnorm_in_every_decoder_block_but_not_the_heads():
+    def count(modules):
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in modules)
+
+    net = DepthNet(**TINY, decoder_norm="batch")
+    assert count(net.upconv_in.modules()) == count(net.upconv_out.modules()) == 5
+    assert count(net.heads.modules()) == 0 and count(DepthNet(**TINY).upconv_in.modules()) == 0
+    assert [tuple(d.shape) for d in net(torch.rand(2, 3, 32, 64))][0] == (2, 1, 32, 64)
+
+
 def test_depth_net_eval_mode_is_deterministic_and_batch_independent():
     torch.manual_seed(0)
     net = DepthNet(**TINY)
@@ -90,6 +100,8 @@ def test_depth_net_config_errors():
         DepthNet((4, 8), (4, 8), num_scales=3)
     with pytest.raises(ConfigError, match="encoder_norm"):
         DepthNet((4, 8), (4, 8), num_scales=2, encoder_norm="group")
+    with pytest.raises(ConfigError, match="decoder_norm"):
+        DepthNet((4, 8), (4, 8), num_scales=2, decoder_norm="layer")
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         DepthNet(**TINY)(torch.rand(1, 1, 32, 32))
 
