@@ -55,6 +55,10 @@ Measured 2026-12-03, new default (task.scales=[0,3]), one thread per run, two at
   [0], 36.0 at 96x320 = 21.8x monodepth2; in-process 64x192, 30 steps: [0, 3] 54-59 images/s vs [0] 75-78.
   7-Scenes with [0, 3]: abs_rel 0.2503 vs 0.2253 with [0] (baseline 0.2676): the experiment keeps [0].
   --part default (idle, 2 threads, [0, 3]): abs_rel 0.1237 (baseline 0.5941), a1 0.853, ATE 0.1051, 1142 s.
+Measured 2026-12-04, one thread per run, two at a time: scheduler=warmup_cosine (warm-up 1000) seeds 0 / 3 / 4 / 5
+  abs_rel 0.1410 / 0.1867 / 0.1310 / 0.1221 (constant rate: 0.1299 / 0.1660 / 0.1255 / 0.3720, collapsed);
+  task.depth_net.decoder_norm=batch seeds 3 / 5: 0.1910 / 0.1326. Step cost today, 64x192 batch 8, 300-step
+  runs on the idle machine: 0.175 s/step on 2 threads, 0.235 s on 1, 0.27 s under torchrun with 2 processes.
 """
 
 from __future__ import annotations
