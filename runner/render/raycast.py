@@ -508,6 +508,10 @@ _FACADE_KINDS = (TextureKind.BRICKS, TextureKind.WINDOWS, TextureKind.STRIPES, T
                  TextureKind.CHECKER)
 _FACADE_SCALE = {TextureKind.BRICKS: (0.5, 0.9), TextureKind.WINDOWS: (2.5, 3.5), TextureKind.STRIPES: (0.6, 2.0),
                  TextureKind.NOISE: (1.5, 4.0), TextureKind.CHECKER: (0.8, 2.0)}
+# Props are seen from 2 m: patterns that vary along both surface axes (stripes would leave the horizontal
+# image motion unconstrained) and fine enough to fill a near surface with edges
+_PROP_KINDS = (TextureKind.CHECKER, TextureKind.BRICKS, TextureKind.NOISE)
+_PROP_SCALE = {TextureKind.CHECKER: (0.3, 0.6), TextureKind.BRICKS: (0.4, 0.7), TextureKind.NOISE: (0.3, 0.6)}
 
 
 class _SceneBuilder:
@@ -528,6 +532,11 @@ class _SceneBuilder:
 
     def color(self, lo: float = 0.1, hi: float = 0.9) -> tuple[float, float, float]:
         return (self.uniform(lo, hi), self.uniform(lo, hi), self.uniform(lo, hi))
+
+    def contrasting_colors(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """A light colour (channels in [0.35, 0.9]) and a dark one (channels in [0.04, 0.36]): a pattern
+        between them has contrast wherever it is seen, so its surface constrains depth."""
+        return self.color(0.35, 0.9), tuple(0.4 * ch for ch in self.color(0.1, 0.9))
 
     def material(self, kind: TextureKind, scale: float, a: Sequence[float], b: Sequence[float]) -> tuple:
         tex_seed = int(torch.randint(2**31 - 1, (), generator=self.gen))
@@ -562,7 +571,8 @@ def make_street_scene(seed: int, length: float = 60.0, street_half_width: float 
 
     The street is ``2 street_half_width`` wide, from z = -10 m to z = ``length``, with a 2.5 m
     sidewalk (a low tiled box) and a row of buildings (boxes 5-12 m wide, 6-24 m high, textured
-    facades: bricks, windows, stripes, noise, checks) on each side; cars (yawed boxes), spheres and
+    facades: bricks, windows, stripes, noise, checks) on each side; cars (yawed boxes) and spheres with
+    fine checks, bricks or noise in contrasting colours, and poles. Cars, spheres and
     poles stand on the street at least 2 m off its centre line so that a camera from
     :func:`forward_camera_path` does not run into them. With ``back_wall`` an infinite textured wall
     at z = ``length`` caps the depth at about ``length`` and fills the sky; without it the sky is
@@ -601,16 +611,14 @@ def make_street_scene(seed: int, length: float = 60.0, street_half_width: float 
             height, deep = sb.uniform(6.0, 24.0), sb.uniform(8.0, 14.0)
             facade = street_half_width + sidewalk + sb.uniform(0.0, 1.0)
             kind = sb.choice(_FACADE_KINDS)
-            a = sb.color(0.35, 0.9)
-            b = tuple(0.4 * ch for ch in sb.color(0.1, 0.9))
             sb.boxes.append(((side * (facade + deep / 2), height / 2, z + width / 2), (deep / 2, height / 2, width / 2),
-                             0.0, sb.material(kind, sb.uniform(*_FACADE_SCALE[kind]), a, b)))
+                             0.0, sb.material(kind, sb.uniform(*_FACADE_SCALE[kind]), *sb.contrasting_colors())))
             z += width + gap
     for _ in range(n_cars):
         x = sb.choice((-1.0, 1.0)) * sb.uniform(3.0, street_half_width - 1.2)
+        kind = sb.choice(_PROP_KINDS)
         sb.boxes.append(((x, 0.75, sb.uniform(4.0, length - 5.0)), (0.9, 0.75, 2.1), sb.uniform(-0.15, 0.15),
-                         sb.material(sb.choice((TextureKind.NOISE, TextureKind.STRIPES)), sb.uniform(0.5, 1.5),
-                                     sb.color(0.2, 1.0), sb.color(0.0, 0.5))))
+                         sb.material(kind, sb.uniform(*_PROP_SCALE[kind]), *sb.contrasting_colors())))
     for _ in range(n_poles):
         x = sb.choice((-1.0, 1.0)) * (street_half_width + 0.4)
         sb.boxes.append(((x, 2.5, sb.uniform(2.0, length - 2.0)), (0.1, 2.5, 0.1), 0.0,
@@ -618,9 +626,9 @@ def make_street_scene(seed: int, length: float = 60.0, street_half_width: float 
     for _ in range(n_spheres):
         radius = sb.uniform(0.3, 1.0)
         x = sb.choice((-1.0, 1.0)) * sb.uniform(2.0 + radius, street_half_width + 0.5)
+        kind = sb.choice(_PROP_KINDS)
         sb.spheres.append(((x, radius, sb.uniform(3.0, length - 5.0)), radius,
-                           sb.material(sb.choice((TextureKind.CHECKER, TextureKind.NOISE)), sb.uniform(0.3, 0.8),
-                                       sb.color(0.3, 1.0), sb.color(0.0, 0.6))))
+                           sb.material(kind, sb.uniform(*_PROP_SCALE[kind]), *sb.contrasting_colors())))
     return sb.build(dtype)
 
 

@@ -34,7 +34,7 @@ from runner.geometry.transforms import invert_rigid
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
-STREETS_VERSION = 1  # bump when the street generator changes, so cached data is rebuilt
+STREETS_VERSION = 2  # bump when the street generator changes, so cached data is rebuilt
 
 
 @dataclass(frozen=True)
