@@ -58,7 +58,7 @@ def backproject(depth: Tensor, K: Tensor) -> Tensor:
 
 
 def warp_frame(image_src: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Tensor,
-               padding: Padding = "zeros", eps: float = 1e-3) -> tuple[Tensor, Tensor]:
+               padding: Padding = "zeros", eps: float = 1e-3, min_depth_ratio: float = 0.0) -> tuple[Tensor, Tensor]:
     """Inverse-warp ``image_src`` into the destination view (Zhou et al., SfMLearner, CVPR 2017).
 
     A destination pixel p with depth d lands in the source at ``K (R d K^-1 p + t)``, computed as one
@@ -70,8 +70,14 @@ def warp_frame(image_src: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Te
         src_from_dst: (B, 4, 4) rigid transform, destination camera -> source camera.
         K: (B, 3, 3) pinhole intrinsics in pixels, shared by both views.
         padding: value of samples outside the source image: ``"zeros"`` or ``"border"`` (edge pixels).
-        eps: minimum source-camera depth [scene units]; points nearer (or behind) are invalid and are
-            projected as if at ``eps`` to stay finite.
+        eps: minimum source-camera depth [scene units]; points nearer (or behind) are invalid: projected as
+            if at ``eps`` to stay finite, and passing no gradient to depth or pose.
+        min_depth_ratio: minimum source-camera depth as a fraction of the point's destination depth; points
+            nearer are invalid in the same way. A point that comes r times nearer is
+            magnified 1/r times in the source image, and so is the gradient of its sample position: with
+            r small, a depth predicted just beyond a forward camera's translation sends a gradient spike
+            through the networks. Static scenes seen by a camera that moves less than its distance to
+            them keep z_src / z_dst well above it (0 = off, only ``eps``).
     Returns:
         warped (B, C, H, W) and valid (B, 1, H, W) in {0, 1} (same dtype as the image, no gradient): the
         sample point lies within the source pixel centres, ``0 <= u <= W - 1`` and ``0 <= v <= H - 1``,
@@ -94,14 +100,17 @@ def warp_frame(image_src: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Te
     Kt = K @ src_from_dst[:, :3, 3:]  # (B, 3, 1)
     proj = (P @ pix) * depth_dst.reshape(B, 1, H * W) + Kt  # (B, 3, HW) = z_src * (u, v, 1)
     z = proj[:, 2]
-    uv = proj[:, :2] / z.clamp(min=eps).unsqueeze(1)
+    z_min = (min_depth_ratio * depth_dst.detach().reshape(B, H * W)).clamp(min=eps) if min_depth_ratio > 0 else eps
+    near = z <= z_min  # invalid: projected as if at z_min, and without gradient
+    uv = proj[:, :2] / torch.where(near, z_min, z).unsqueeze(1)
+    uv = torch.where(near.unsqueeze(1), uv.detach(), uv)
     # Pixel centres 0 .. W-1 map to -1 .. 1 (align_corners=True).
     grid_x = uv[:, 0] * (2.0 / max(W - 1, 1)) - 1.0
     grid_y = uv[:, 1] * (2.0 / max(H - 1, 1)) - 1.0
     grid = torch.stack([grid_x, grid_y], -1).reshape(B, H, W, 2)
     warped = F.grid_sample(image_src, grid, mode="bilinear", padding_mode=padding, align_corners=True)
     with torch.no_grad():
-        valid = (grid_x.abs() <= 1) & (grid_y.abs() <= 1) & (z > eps)
+        valid = (grid_x.abs() <= 1) & (grid_y.abs() <= 1) & ~near
     return warped, valid.reshape(B, 1, H, W).to(image_src.dtype)
 
 

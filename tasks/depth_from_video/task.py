@@ -103,6 +103,7 @@ class DepthFromVideo(Task):
         eval_max_depth: float = 80.0,
         garg_crop: bool = False,
         translation_scale: float = 1.0,
+        warp_min_depth_ratio: float = 0.0,
         seed: int = 0,
     ):
         super().__init__(seed)
@@ -143,6 +144,9 @@ class DepthFromVideo(Task):
         if translation_scale <= 0:
             raise ConfigError(f"task.translation_scale must be > 0, got {translation_scale}")
         self.translation_scale = float(translation_scale)
+        if not 0 <= warp_min_depth_ratio < 1:
+            raise ConfigError(f"task.warp_min_depth_ratio must be in [0, 1), got {warp_min_depth_ratio}")
+        self.warp_min_depth_ratio = float(warp_min_depth_ratio)
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
         self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
@@ -258,7 +262,8 @@ class DepthFromVideo(Task):
             depth = disp_to_depth(disp_warp, self.min_depth, self.max_depth)
             warped, errors = [], []
             for src, src_from_dst in zip(srcs, poses):
-                w, _ = warp_frame(src, depth, src_from_dst, K_s, padding="border")
+                w, _ = warp_frame(src, depth, src_from_dst, K_s, padding="border",
+                                  min_depth_ratio=self.warp_min_depth_ratio)
                 warped.append(w)
                 errors.append(photometric_error(w, tgt, self.ssim_alpha))
             reproj = min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)

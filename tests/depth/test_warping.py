@@ -94,6 +94,31 @@ def test_valid_mask_matches_projection_inside_image():
     assert valid.sum() == 0 and torch.isfinite(warped).all()
 
 
+
+def test_min_depth_ratio_bounds_the_gradient_of_points_the_camera_nearly_reaches():
+    """A camera moving 1.9 forward towards a depth-2 plane: the source sees it 20x nearer, its sample
+    positions (and their depth gradients) 20x magnified. The ratio floor marks those points invalid and
+    passes no gradient through them; points that stay far enough are warped exactly as without it."""
+    H, W = 12, 16
+    K = intrinsics(H, W)
+    forward = pose_vec_to_matrix(torch.zeros(1, 3, dtype=torch.float64),
+                                 torch.tensor([[0.0, 0.0, -1.9]], dtype=torch.float64))
+    image = torch.rand(1, 1, H, W, dtype=torch.float64)
+    depth = torch.full((1, 1, H, W), 2.0, dtype=torch.float64)
+    depth[..., : H // 2, :] = 8.0  # the upper half stays far: z_src / z_dst = 6.1 / 8
+    grads = []
+    for ratio in (0.0, 0.25):
+        d = depth.clone().requires_grad_()
+        warped, valid = warp_frame(image, d, forward, K, padding="border", min_depth_ratio=ratio)
+        (warped * torch.linspace(0, 1, W, dtype=torch.float64)).sum().backward()
+        grads.append(d.grad.abs()[..., H // 2 :, :].max().item())
+        if ratio:
+            assert valid[..., H // 2 :, :].sum() == 0  # 0.1 / 2 < 0.25: too near, invalid
+            assert torch.equal(warped[..., : H // 2, :], reference[..., : H // 2, :])
+        else:
+            reference = warped.detach()
+    assert grads[0] > 1 and grads[1] == 0
+
 @pytest.mark.parametrize("B", [1, 2])
 def test_identity_pose_is_identity_warp_for_any_depth(B):
     H, W = 7, 9
