@@ -73,6 +73,10 @@ class DepthFromVideo(Task):
             ``DepthNet(init_disparity=...)``: the streets default pairs 100 with 0.05; with the ~0.5
             start, 10 kept the near ground off ``min_depth`` and 100 made the translation run away
             (|t| 5-70, abs_rel at the baseline).
+        warp_min_depth_ratio: a target point that a source camera would see more than 1 / ratio times
+            nearer is invalid in that source and passes no gradient (``warp_frame(min_depth_ratio=...)``):
+            a forward source whose translation nearly reaches a (wrongly near) depth otherwise magnifies the
+            point's sample position and gradient without bound. 0 keeps only the 1e-3 floor.
         seed: batch and augmentation seed.
     """
 
