@@ -128,6 +128,8 @@ def test_bad_window_is_a_config_error():
         tiny_task(window=(-1, 1))
     with pytest.raises(ConfigError, match="scale_resolution must be full or native"):
         tiny_task(scale_resolution="half")
+    with pytest.raises(ConfigError, match=r"warp_min_depth_ratio must be in \[0, 1\)"):
+        tiny_task(warp_min_depth_ratio=1.0)
 
 
 def test_native_scales_compare_downsampled_frames():
