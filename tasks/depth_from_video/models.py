@@ -103,6 +103,7 @@ class DepthNet(nn.Module):
             raise ConfigError(f"init_disparity must be in (0, 1) (a sigmoid output), got {init_disparity}")
         self.num_scales = int(num_scales)
         self.stride = 2**n
+        self.init_disparity = init_disparity
         norm, decoder_bn = encoder_norm == "batch", decoder_norm == "batch"
         widths = (3, *encoder_channels)
         self.encoder = nn.ModuleList(

@@ -9,6 +9,7 @@ depth label is used in training; ground truth only enters :meth:`DepthFromVideo.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,12 @@ class DepthFromVideo(Task):
             nearer is invalid in that source and passes no gradient (``warp_frame(min_depth_ratio=...)``):
             a forward source whose translation nearly reaches a (wrongly near) depth otherwise magnifies the
             point's sample position and gradient without bound. 0 keeps only the 1e-3 floor.
+        scale_anchor_weight: weight of a term that holds the batch's mean log disparity (per image, the log
+            of its mean sigmoid disparity) at ``log(depth_net.init_disparity)``. The photometric loss cannot
+            tell depth and translation scaled together apart, so that common scale is a free gauge; Adam's
+            per-parameter steps can drift along it until the sigmoid saturates at ``min_depth`` or
+            ``max_depth`` and passes no gradient. The term fixes the gauge and leaves every depth ratio and
+            the photometric optimum as they were. 0 = off.
         seed: batch and augmentation seed.
     """
 
@@ -108,6 +115,7 @@ class DepthFromVideo(Task):
         garg_crop: bool = False,
         translation_scale: float = 1.0,
         warp_min_depth_ratio: float = 0.0,
+        scale_anchor_weight: float = 0.0,
         seed: int = 0,
     ):
         super().__init__(seed)
@@ -151,6 +159,12 @@ class DepthFromVideo(Task):
         if not 0 <= warp_min_depth_ratio < 1:
             raise ConfigError(f"task.warp_min_depth_ratio must be in [0, 1), got {warp_min_depth_ratio}")
         self.warp_min_depth_ratio = float(warp_min_depth_ratio)
+        if scale_anchor_weight < 0:
+            raise ConfigError(f"task.scale_anchor_weight must be >= 0, got {scale_anchor_weight}")
+        if scale_anchor_weight > 0 and depth_net.init_disparity is None:
+            raise ConfigError("task.scale_anchor_weight holds the depth scale at the start's disparity: set "
+                              "task.depth_net.init_disparity too")
+        self.scale_anchor_weight = float(scale_anchor_weight)
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
         self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
@@ -290,10 +304,15 @@ class DepthFromVideo(Task):
                     "mask": None if mask is None else mask.detach(),
                 }
         n = len(self.scales)
-        return {
+        terms = {
             "photometric": self.photometric_weight * photometric / n,
             "smoothness": self.smoothness_weight * smooth / n,
         }
+        if self.scale_anchor_weight > 0:
+            target = math.log(self.depth_net.init_disparity)
+            drift = [disps[s].mean((1, 2, 3)).log().mean() - target for s in self.scales]
+            terms["scale_anchor"] = self.scale_anchor_weight * sum(d * d for d in drift) / n
+        return terms
 
     # ------------------------------------------------------------------ evaluation
     def predictions(self, sequences: list[Sequence] | None = None) -> list[tuple[Sequence, Tensor]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DWX_CACHE", str(tmp_path / "cache"))
 
 
-def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), scales=(0, 1), **kwargs):
+def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), scales=(0, 1), init_disparity=None, **kwargs):
     # experiment=depth_tiny: anti-aliased frames (supersample 2), sources two frames (1 m) away for
     # parallax at 32x96, and PoseNet's translation x10 (its 0.01 output scale starts 50x below 0.5 m/frame)
     data = StreetVideos(
@@ -29,7 +30,7 @@ def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), scales=(0, 1), 
     )
     return DepthFromVideo(
         data,
-        DepthNet([8, 16, 24, 32, 48], [8, 8, 16, 24, 32]),
+        DepthNet([8, 16, 24, 32, 48], [8, 8, 16, 24, 32], init_disparity=init_disparity),
         PoseNet([8, 16, 32, 32, 64], input_scale=1.0),
         frame_window=list(window),
         batch_size=4,
@@ -93,6 +94,22 @@ def test_a_collapsed_coarse_output_is_reported_and_warned(caplog):
     assert "at scale 3 sit at task.min_depth" in caplog.text and "at scale 0" not in caplog.text
 
 
+def test_the_scale_anchor_pulls_a_drifted_depth_scale_back_and_nothing_else():
+    """Depth and translation scaled together leave the photometric loss unchanged; the anchor term holds
+    that common scale at the start's disparity: zero there, positive and pulling back after a drift."""
+    task = tiny_task(scales=(0, 1), init_disparity=0.05, scale_anchor_weight=1.0)
+    task.setup(torch.device("cpu"))
+    assert task.loss(0)["scale_anchor"].item() < 0.05  # the heads start at 0.05 (their weights add a spread)
+    drifted = math.log(0.05 / 0.95) - 2.0  # every head's logit 2 lower: disparity ~7x smaller, depth ~7x larger
+    for head in task.depth_net.heads:
+        torch.nn.init.constant_(head.bias, drifted)
+    terms = task.loss(0)
+    assert terms["scale_anchor"].item() > 1.0  # (log 7)^2 = 3.8 at the sigmoid's tail, less through its bend
+    terms["scale_anchor"].backward()
+    assert all(head.bias.grad.item() < 0 for head in task.depth_net.heads[:2])  # descent raises the disparity
+    assert task.depth_net.heads[2].bias.grad is None  # scale 2 is not in the loss
+
+
 def test_visuals_and_artifacts(tmp_path):
     task = tiny_task()
     task.setup(torch.device("cpu"))
@@ -130,6 +147,10 @@ def test_bad_window_is_a_config_error():
         tiny_task(scale_resolution="half")
     with pytest.raises(ConfigError, match=r"warp_min_depth_ratio must be in \[0, 1\)"):
         tiny_task(warp_min_depth_ratio=1.0)
+    with pytest.raises(ConfigError, match="set task.depth_net.init_disparity too"):
+        tiny_task(scale_anchor_weight=0.01)
+    with pytest.raises(ConfigError, match="scale_anchor_weight must be >= 0"):
+        tiny_task(scale_anchor_weight=-1.0, init_disparity=0.05)
 
 
 def test_native_scales_compare_downsampled_frames():
