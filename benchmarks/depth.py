@@ -59,6 +59,12 @@ Measured 2026-12-04, one thread per run, two at a time: scheduler=warmup_cosine 
   abs_rel 0.1410 / 0.1867 / 0.1310 / 0.1221 (constant rate: 0.1299 / 0.1660 / 0.1255 / 0.3720, collapsed);
   task.depth_net.decoder_norm=batch seeds 3 / 5: 0.1910 / 0.1326. Step cost today, 64x192 batch 8, 300-step
   runs on the idle machine: 0.175 s/step on 2 threads, 0.235 s on 1, 0.27 s under torchrun with 2 processes.
+Measured 2026-12-04 (evening) on version-2 streets (props with fine checks, bricks, noise), one thread per run,
+  two at a time: with task.warp_min_depth_ratio=0.25 seeds 0 / 3 / 4 abs_rel 0.1101 / 0.1236 / 0.1334 (a1 0.871
+  / 0.872 / 0.847); seed 5 drifted to max_depth (84 % saturated at step 2000, stopped); with it and
+  task.scale_anchor_weight=0.01 seed 5 0.1378 (a1 0.855), K0_FIGURE. Without either guard seed 0 collapsed at
+  step ~2650 of 3500 (0.5429), with guard 1 0.1667. In-process step at 64x192 batch 8, 2 idle threads: 0.143 s.
+  BENCH_FIGURE
 """
 
 from __future__ import annotations
