@@ -62,9 +62,11 @@ Measured 2026-12-04, one thread per run, two at a time: scheduler=warmup_cosine 
 Measured 2026-12-04 (evening) on version-2 streets (props with fine checks, bricks, noise), one thread per run,
   two at a time: with task.warp_min_depth_ratio=0.25 seeds 0 / 3 / 4 abs_rel 0.1101 / 0.1236 / 0.1334 (a1 0.871
   / 0.872 / 0.847); seed 5 drifted to max_depth (84 % saturated at step 2000, stopped); with it and
-  task.scale_anchor_weight=0.01 seed 5 0.1378 (a1 0.855), K0_FIGURE. Without either guard seed 0 collapsed at
-  step ~2650 of 3500 (0.5429), with guard 1 0.1667. In-process step at 64x192 batch 8, 2 idle threads: 0.143 s.
-  BENCH_FIGURE
+  task.scale_anchor_weight=0.01 seed 5 0.1378 (a1 0.855), seed 0 0.1215 (a1 0.844). Without either guard
+  seed 0 collapsed at step ~2650 of 3500 (0.5429), with guard 1 0.1667. In-process step at 64x192 batch 8, 2
+  idle threads: 0.143 s.
+  --part default (idle, 2 threads, cold cache, both guards): abs_rel 0.1119 (baseline 0.5634), a1 0.877, ATE 0.1783,
+  1005 s.
 """
 
 from __future__ import annotations

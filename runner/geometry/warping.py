@@ -73,11 +73,11 @@ def warp_frame(image_src: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Te
         eps: minimum source-camera depth [scene units]; points nearer (or behind) are invalid: projected as
             if at ``eps`` to stay finite, and passing no gradient to depth or pose.
         min_depth_ratio: minimum source-camera depth as a fraction of the point's destination depth; points
-            nearer are invalid in the same way. A point that comes r times nearer is
-            magnified 1/r times in the source image, and so is the gradient of its sample position: with
-            r small, a depth predicted just beyond a forward camera's translation sends a gradient spike
-            through the networks. Static scenes seen by a camera that moves less than its distance to
-            them keep z_src / z_dst well above it (0 = off, only ``eps``).
+            nearer are invalid in the same way. A point that comes r times nearer is magnified 1/r times in
+            the source image, and so is the gradient of its sample position: with r small, a depth predicted
+            just beyond a forward camera's translation sends a gradient spike through the networks. Static
+            scenes seen by a camera that moves less than its distance to them keep z_src / z_dst well above
+            it (0 = off, only ``eps``).
     Returns:
         warped (B, C, H, W) and valid (B, 1, H, W) in {0, 1} (same dtype as the image, no gradient): the
         sample point lies within the source pixel centres, ``0 <= u <= W - 1`` and ``0 <= v <= H - 1``,

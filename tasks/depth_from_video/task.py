@@ -163,7 +163,7 @@ class DepthFromVideo(Task):
             raise ConfigError(f"task.scale_anchor_weight must be >= 0, got {scale_anchor_weight}")
         if scale_anchor_weight > 0 and depth_net.init_disparity is None:
             raise ConfigError("task.scale_anchor_weight holds the depth scale at the start's disparity: set "
-                              "task.depth_net.init_disparity too")
+                              "task.depth_net.init_disparity too, or task.scale_anchor_weight=0")
         self.scale_anchor_weight = float(scale_anchor_weight)
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
