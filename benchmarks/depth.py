@@ -66,7 +66,8 @@ Measured 2026-12-04 (evening) on version-2 streets (props with fine checks, bric
   seed 0 collapsed at step ~2650 of 3500 (0.5429), with guard 1 0.1667. In-process step at 64x192 batch 8, 2
   idle threads: 0.143 s.
   --part default (idle, 2 threads, cold cache, both guards): abs_rel 0.1119 (baseline 0.5634), a1 0.877, ATE 0.1783,
-  1005 s.
+  1005 s. --part 7scenes (2 threads, warp floor, no anchor): abs_rel 0.2155 (baseline 0.2676), a1 0.603, ATE
+  0.0168, 111 s.
 """
 
 from __future__ import annotations
