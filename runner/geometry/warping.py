@@ -144,14 +144,16 @@ class ViewSynthesis(nn.Module):
         padding: ``"zeros"`` or ``"border"``; monodepth2 uses ``"border"`` so that out-of-view pixels
             still give a (masked or min-reprojected) finite error.
         eps: minimum source-camera depth [scene units] (see :func:`warp_frame`).
+        min_depth_ratio: minimum source-camera depth as a fraction of the target depth (see :func:`warp_frame`).
     """
 
-    def __init__(self, padding: Padding = "border", eps: float = 1e-3):
+    def __init__(self, padding: Padding = "border", eps: float = 1e-3, min_depth_ratio: float = 0.0):
         super().__init__()
         if padding not in ("zeros", "border"):
             raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
         self.padding = padding
         self.eps = float(eps)
+        self.min_depth_ratio = float(min_depth_ratio)
 
     def forward(self, sources: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
         """Synthesise the target view from every source.
@@ -177,5 +179,5 @@ class ViewSynthesis(nn.Module):
             return x.unsqueeze(1).expand(B, S, *x.shape[1:]).reshape(B * S, *x.shape[1:])
 
         warped, valid = warp_frame(sources.reshape(B * S, C, H, W), fold(depth_dst), src_from_dst.reshape(B * S, 4, 4),
-                                   fold(K), self.padding, self.eps)
+                                   fold(K), self.padding, self.eps, self.min_depth_ratio)
         return warped.reshape(B, S, C, H, W), valid.reshape(B, S, 1, H, W)

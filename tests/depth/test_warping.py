@@ -94,7 +94,6 @@ def test_valid_mask_matches_projection_inside_image():
     assert valid.sum() == 0 and torch.isfinite(warped).all()
 
 
-
 def test_min_depth_ratio_bounds_the_gradient_of_points_the_camera_nearly_reaches():
     """A camera moving 1.9 forward towards a depth-2 plane: the source sees it 20x nearer, its sample
     positions (and their depth gradients) 20x magnified. The ratio floor marks those points invalid and
