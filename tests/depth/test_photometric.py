@@ -161,3 +161,20 @@ def test_smoothness_bad_inputs():
         edge_aware_smoothness(x, x)
     with pytest.raises(ValueError, match="image must be"):
         edge_aware_smoothness(x[:, :1], x[..., :4])
+
+
+def test_box_mean_matches_avg_pool_and_its_gradient():
+    """The hand-written 3x3 box mean (forward and adjoint) against avg_pool2d and finite differences."""
+    from runner.losses.photometric import _BoxMean3x3
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64)
+    (_BoxMean3x3.apply(x) * w).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    reference = torch.nn.functional.avg_pool2d(x, 3, 1)
+    assert torch.allclose(_BoxMean3x3.apply(x), reference, atol=1e-14)
+    (reference * w).sum().backward()
+    assert torch.allclose(ours, x.grad, atol=1e-14)
+    assert torch.autograd.gradcheck(_BoxMean3x3.apply, (x.detach()[:1, :1].requires_grad_(),))
