@@ -163,18 +163,42 @@ def test_smoothness_bad_inputs():
         edge_aware_smoothness(x[:, :1], x[..., :4])
 
 
-def test_box_mean_matches_avg_pool_and_its_gradient():
-    """The hand-written 3x3 box mean (forward and adjoint) against avg_pool2d and finite differences."""
-    from runner.losses.photometric import _BoxMean3x3
+
+def test_box_mean_and_its_adjoint_against_avg_pool():
+    from runner.losses.photometric import box_mean3x3, box_mean3x3_adjoint
 
     g = torch.Generator().manual_seed(3)
     x = torch.rand(2, 3, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64)
-    (_BoxMean3x3.apply(x) * w).sum().backward()
-    ours = x.grad.clone()
-    x.grad = None
-    reference = torch.nn.functional.avg_pool2d(x, 3, 1)
-    assert torch.allclose(_BoxMean3x3.apply(x), reference, atol=1e-14)
+    reference = F.avg_pool2d(x, 3, 1)
+    assert torch.allclose(box_mean3x3(x), reference, atol=1e-14)
     (reference * w).sum().backward()
-    assert torch.allclose(ours, x.grad, atol=1e-14)
-    assert torch.autograd.gradcheck(_BoxMean3x3.apply, (x.detach()[:1, :1].requires_grad_(),))
+    assert torch.allclose(box_mean3x3_adjoint(w), x.grad, atol=1e-14)
+
+
+def _ssim_by_autograd(x, y):
+    """SSIM dissimilarity written plainly (avg_pool2d windows, autograd's gradient): the reference."""
+    def pool(t):
+        return F.avg_pool2d(F.pad(t, (1, 1, 1, 1), mode="reflect"), 3, 1)
+
+    mu_x, mu_y = pool(x), pool(y)
+    sx, sy, sxy = pool(x * x) - mu_x**2, pool(y * y) - mu_y**2, pool(x * y) - mu_x * mu_y
+    s = (2 * mu_x * mu_y + 1e-4) * (2 * sxy + 9e-4) / ((mu_x**2 + mu_y**2 + 1e-4) * (sx + sy + 9e-4))
+    return ((1 - s) / 2).clamp(0, 1)
+
+
+@pytest.mark.parametrize("need", ["x", "y", "both"])
+def test_ssim_hand_written_gradient_matches_autograd_and_finite_differences(need):
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 6, 8, generator=g, dtype=torch.float64)
+    y = (x + 0.2 * torch.rand(2, 3, 6, 8, generator=g, dtype=torch.float64)).clamp(0, 1)
+    x.requires_grad_(need in ("x", "both"))
+    y.requires_grad_(need in ("y", "both"))
+    w = torch.rand(2, 3, 6, 8, generator=g, dtype=torch.float64)
+    inputs = [t for t in (x, y) if t.requires_grad]
+    ours = torch.autograd.grad((ssim(x, y) * w).sum(), inputs)
+    reference = torch.autograd.grad((_ssim_by_autograd(x, y) * w).sum(), inputs)
+    assert torch.allclose(ssim(x, y), _ssim_by_autograd(x, y), atol=1e-12)
+    for a, b in zip(ours, reference):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.autograd.gradcheck(ssim, (x[:1], y[:1]))
