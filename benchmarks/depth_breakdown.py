@@ -90,7 +90,7 @@ def loss_at_truth(task, sequences: list, edges: tuple[float, ...], every: int = 
             pred = task.predict_depth(target)[:, None]
             valid = (gt > task.eval_min_depth) & (gt < task.eval_max_depth)
             truth = gt * pred[valid].median() / gt[valid].median()  # in the network's units
-            poses = [task.relative_pose(target, seq.frames[t + o : t + o + 1], o) for o in task.sources]
+            poses = task.relative_poses(target, [seq.frames[t + o : t + o + 1] for o in task.sources], task.sources)
             base = reprojection_error(task, seq, t, pred, poses)
             for b in range(n):
                 band = valid & (gt >= edges[b]) & (gt < edges[b + 1])

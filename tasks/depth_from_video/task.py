@@ -249,21 +249,25 @@ class DepthFromVideo(Task):
         """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units]."""
         return disp_to_depth(self.predict_disparities(images)[0], self.min_depth, self.max_depth)[:, 0]
 
-    def relative_pose(self, target: Tensor, source: Tensor, offset: int) -> Tensor:
-        """(B,4,4) ``src_from_dst``: the transform taking target-camera points into the source camera.
+    def relative_poses(self, target: Tensor, sources: list[Tensor], offsets: list[int]) -> list[Tensor]:
+        """One (B,4,4) ``src_from_dst`` per source: the transform taking target-camera points into that
+        source camera.
 
-        Frames are fed in temporal order and the result inverted for past sources (monodepth2).
+        Each pair is fed in temporal order and the result inverted for past sources (monodepth2). All
+        pairs go through PoseNet as one batch (it has no batch statistics, so this equals one call per
+        pair; at 64x192, batch 8, two pairs: 6.7-7.2 ms forward + backward against 8.3 ms).
         """
-        pair = torch.cat([source, target], 1) if offset < 0 else torch.cat([target, source], 1)
-        motion = self.pose_net(pair)  # (B, 6): second_from_first
-        return pose_to_matrix(motion[:, :3], self.translation_scale * motion[:, 3:], invert=offset < 0)
+        pairs = [torch.cat([src, target] if o < 0 else [target, src], 1) for src, o in zip(sources, offsets)]
+        motions = self.pose_net(torch.cat(pairs)).split(target.shape[0])  # (B, 6) each: second_from_first
+        return [pose_to_matrix(m[:, :3], self.translation_scale * m[:, 3:], invert=o < 0)
+                for m, o in zip(motions, offsets)]
 
     # ------------------------------------------------------------------ loss
     def loss(self, step: int) -> dict[str, Tensor]:
         target, sources, K, _, g = self._batch(step)
         inputs = self._jitter([target, *sources], g)
         disps = self.predict_disparities(inputs[0])
-        poses = [self.relative_pose(inputs[0], src, o) for src, o in zip(inputs[1:], self.sources)]
+        poses = self.relative_poses(inputs[0], inputs[1:], self.sources)
         H, W = target.shape[-2:]
         identity = [photometric_error(src, target, self.ssim_alpha) for src in sources] if self.use_automask else None
         photometric, smooth = 0.0, 0.0
@@ -394,9 +398,8 @@ class DepthFromVideo(Task):
             if seq.cam_from_world is None or len(seq) < 3:
                 continue
             current, following = seq.frames[:-1], seq.frames[1:]
-            rel = torch.cat(
-                [self.relative_pose(a, b, 1) for a, b in zip(torch.split(current, 16), torch.split(following, 16))]
-            )
+            chunks = zip(torch.split(current, 16), torch.split(following, 16))
+            rel = torch.cat([self.relative_poses(a, [b], [1])[0] for a, b in chunks])
             # rel: (T-1, 4, 4), camera t+1 from camera t
             poses = [torch.eye(4, device=rel.device)]
             for M in rel:
