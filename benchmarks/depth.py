@@ -68,6 +68,11 @@ Measured 2026-12-04 (evening) on version-2 streets (props with fine checks, bric
   --part default (idle, 2 threads, cold cache, both guards): abs_rel 0.1119 (baseline 0.5634), a1 0.877, ATE 0.1783,
   1005 s. --part 7scenes (2 threads, warp floor, no anchor): abs_rel 0.2155 (baseline 0.2676), a1 0.603, ATE
   0.0168, 111 s.
+Measured 2026-12-04 (night): the SSIM box filter as slice additions with a hand-written adjoint, the SSIM's
+  backward by hand, both pose pairs in one batch, and the new default task.scale_resolution=native; in-process
+  step 0.136 -> 0.078 s (64x192, batch 8, 2 idle threads), ~0.09 s inside `dwx run`. --part default (idle, 2
+  threads, cold cache): abs_rel 0.1091 (baseline 0.5634), a1 0.865, ATE 0.2517, 685 s. One thread per run:
+  seeds 0 / 4 / 5 0.1218 / 0.1435 / 0.1314 (a1 0.843 / 0.824 / 0.844).
 """
 
 from __future__ import annotations
