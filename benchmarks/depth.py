@@ -72,7 +72,7 @@ Measured 2026-12-04 (night): the SSIM box filter as slice additions with a hand-
   backward by hand, both pose pairs in one batch, and the new default task.scale_resolution=native; in-process
   step 0.136 -> 0.078 s (64x192, batch 8, 2 idle threads), ~0.09 s inside `dwx run`. --part default (idle, 2
   threads, cold cache): abs_rel 0.1091 (baseline 0.5634), a1 0.865, ATE 0.2517, 685 s. One thread per run:
-  seeds 0 / 4 / 5 0.1218 / 0.1435 / 0.1314 (a1 0.843 / 0.824 / 0.844).
+  seeds 0 / 1 / 3 / 4 / 5 0.1218 / 0.1453 / 0.1370 / 0.1435 / 0.1314 (a1 0.843 / 0.820 / 0.843 / 0.824 / 0.844).
 """
 
 from __future__ import annotations
