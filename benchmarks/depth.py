@@ -73,6 +73,9 @@ Measured 2026-12-04 (night): the SSIM box filter as slice additions with a hand-
   step 0.136 -> 0.078 s (64x192, batch 8, 2 idle threads), ~0.09 s inside `dwx run`. --part default (idle, 2
   threads, cold cache): abs_rel 0.1091 (baseline 0.5634), a1 0.865, ATE 0.2517, 685 s. One thread per run:
   seeds 0 / 1 / 3 / 4 / 5 0.1218 / 0.1453 / 0.1370 / 0.1435 / 0.1314 (a1 0.843 / 0.820 / 0.843 / 0.824 / 0.844).
+  --part throughput (2 threads, an hour later, the machine ~20 % slower): 83.1 images/s at 64x192, 45.0 at 96x320 =
+  27.3x monodepth2 (with GLIBC_TUNABLES's steady-state floor: 85.1 and 44.3 = 26.9x). --part 7scenes: abs_rel
+  0.2267 (baseline 0.2676), a1 0.585, ATE 0.0168, 105 s.
 """
 
 from __future__ import annotations
