@@ -313,8 +313,8 @@ class DepthFromVideo(Task):
             "smoothness": self.smoothness_weight * smooth / n,
         }
         if self.scale_anchor_weight > 0:
-            target = math.log(self.depth_net.init_disparity)
-            drift = [disps[s].mean((1, 2, 3)).log().mean() - target for s in self.scales]
+            anchor = math.log(self.depth_net.init_disparity)
+            drift = [disps[s].mean((1, 2, 3)).log().mean() - anchor for s in self.scales]
             terms["scale_anchor"] = self.scale_anchor_weight * sum(d * d for d in drift) / n
         return terms
 

@@ -4,7 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error, ssim
+from runner.losses.photometric import (
+    automask,
+    box_mean3x3,
+    box_mean3x3_adjoint,
+    mean_reprojection,
+    min_reprojection,
+    photometric_error,
+    ssim,
+)
 from runner.losses.smoothness import edge_aware_smoothness
 
 
@@ -163,10 +171,7 @@ def test_smoothness_bad_inputs():
         edge_aware_smoothness(x[:, :1], x[..., :4])
 
 
-
 def test_box_mean_and_its_adjoint_against_avg_pool():
-    from runner.losses.photometric import box_mean3x3, box_mean3x3_adjoint
-
     g = torch.Generator().manual_seed(3)
     x = torch.rand(2, 3, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.rand(2, 3, 5, 7, generator=g, dtype=torch.float64)
