@@ -78,6 +78,14 @@ class DepthFromVideo(Task):
             nearer is invalid in that source and passes no gradient (``warp_frame(min_depth_ratio=...)``):
             a forward source whose translation nearly reaches a (wrongly near) depth otherwise magnifies the
             point's sample position and gradient without bound. 0 keeps only the 1e-3 floor.
+        coarse_steps: the first ``coarse_steps`` steps train on frames area-downsampled by ``coarse_factor``
+            (intrinsics rescaled to match), the rest at full resolution: progressive resizing (as fast.ai's
+            and EfficientNetV2's progressive learning), for the coarse depth layout at a fraction of the cost
+            of a full-resolution step (the networks are fully convolutional). Evaluation in that phase
+            scores the networks at the coarse size. 0 = off.
+        coarse_factor: downsampling factor of the coarse phase, >= 1; each side of the coarse frames is
+            the full side / factor rounded to the nearest multiple of the network's stride (64x192 and
+            factor 2: 32x96; 96x320: 64x160).
         scale_anchor_weight: weight of a term that holds the batch's mean log disparity (per image, the log
             of its mean sigmoid disparity) at ``log(depth_net.init_disparity)``. The photometric loss cannot
             tell depth and translation scaled together apart, so that common scale is a free gauge; Adam's
@@ -116,6 +124,8 @@ class DepthFromVideo(Task):
         translation_scale: float = 1.0,
         warp_min_depth_ratio: float = 0.0,
         scale_anchor_weight: float = 0.0,
+        coarse_steps: int = 0,
+        coarse_factor: float = 2.0,
         seed: int = 0,
     ):
         super().__init__(seed)
@@ -165,6 +175,11 @@ class DepthFromVideo(Task):
             raise ConfigError("task.scale_anchor_weight holds the depth scale at the start's disparity: set "
                               "task.depth_net.init_disparity too, or task.scale_anchor_weight=0")
         self.scale_anchor_weight = float(scale_anchor_weight)
+        if coarse_steps < 0 or not coarse_factor >= 1:
+            raise ConfigError(f"task.coarse_steps must be >= 0 and task.coarse_factor >= 1, got {coarse_steps} and "
+                              f"{coarse_factor}")
+        self.coarse_steps, self.coarse_factor = int(coarse_steps), float(coarse_factor)
+        self._coarse_now = False  # the last training batch was coarse: evaluation then reads frames at that size
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
         self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
@@ -197,7 +212,8 @@ class DepthFromVideo(Task):
         return {"depth": list(self.depth_net.parameters()), "pose": list(self.pose_net.parameters())}
 
     def _batch(self, step: int) -> tuple[Tensor, list[Tensor], Tensor, Tensor, torch.Generator]:
-        """Target (b,3,H,W), sources [(b,3,H,W)] in window order, K (b,3,3), flip mask (b,) for one step.
+        """Target (b,3,H,W), sources [(b,3,H,W)] in window order, K (b,3,3), flip mask (b,) for one step
+        (H, W divided by ``coarse_factor`` in the first ``coarse_steps`` steps).
 
         The step's generator draws the global batch: ``batch_size`` snippets and their flips (and in
         :meth:`loss` their colour jitter and auto-mask noise), the same on every rank; each rank keeps its
@@ -219,7 +235,21 @@ class DepthFromVideo(Task):
             sources = [torch.where(f[:, None, None, None], s.flip(-1), s) for s in sources]
             K = K.clone()
             K[:, 0, 2] = torch.where(f, W - 1 - K[:, 0, 2], K[:, 0, 2])
+        self._coarse_now = step < self.coarse_steps
+        if self._coarse_now:
+            K = resize_intrinsics(K, tuple(target.shape[-2:]), self._coarse_size(target))
+            target, *sources = [self._at_training_size(x) for x in (target, *sources)]
         return target, sources, K, flip, g
+
+    def _coarse_size(self, images: Tensor) -> tuple[int, int]:
+        """(H, W) of (..., H, W) images divided by ``coarse_factor``, each rounded to a multiple of the stride."""
+        s = self.depth_net.stride
+        return tuple(s * max(1, math.floor(n / self.coarse_factor / s + 0.5)) for n in images.shape[-2:])
+
+    def _at_training_size(self, images: Tensor) -> Tensor:
+        """(B,3,H,W) frames area-downsampled by ``coarse_factor`` while training is in its coarse phase
+        (evaluation then scores what the networks are being trained on), else unchanged."""
+        return F.interpolate(images, size=self._coarse_size(images), mode="area") if self._coarse_now else images
 
     def _jitter(self, images: list[Tensor], g: torch.Generator) -> list[Tensor]:
         """The same random brightness, contrast and saturation change for every frame of a snippet.
@@ -246,8 +276,13 @@ class DepthFromVideo(Task):
         return self.depth_net(images)
 
     def predict_depth(self, images: Tensor) -> Tensor:
-        """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units]."""
-        return disp_to_depth(self.predict_disparities(images)[0], self.min_depth, self.max_depth)[:, 0]
+        """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units]. In the coarse phase the
+        network reads the frames at the coarse size and its depth is upsampled (bilinear) to (H, W)."""
+        depth = disp_to_depth(self.predict_disparities(self._at_training_size(images))[0], self.min_depth,
+                              self.max_depth)
+        if depth.shape[-2:] != images.shape[-2:]:
+            depth = F.interpolate(depth, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return depth[:, 0]
 
     def relative_poses(self, target: Tensor, sources: list[Tensor], offsets: list[int]) -> list[Tensor]:
         """One (B,4,4) ``src_from_dst`` per source: the transform taking target-camera points into that
@@ -335,7 +370,8 @@ class DepthFromVideo(Task):
         ``max_depth`` (:func:`saturated_fraction`). A coarse output can collapse on its own while scale 0
         still trains; its loss term then adds a constant and no gradient."""
         self.depth_net.eval()
-        disps = [self.predict_disparities(chunk) for seq in self.splits.test for chunk in torch.split(seq.frames, 16)]
+        disps = [self.predict_disparities(self._at_training_size(chunk))
+                 for seq in self.splits.test for chunk in torch.split(seq.frames, 16)]
         self.depth_net.train()
         return {
             s: saturated_fraction(
@@ -397,7 +433,8 @@ class DepthFromVideo(Task):
         for seq in self.splits.test:
             if seq.cam_from_world is None or len(seq) < 3:
                 continue
-            current, following = seq.frames[:-1], seq.frames[1:]
+            frames = self._at_training_size(seq.frames)
+            current, following = frames[:-1], frames[1:]
             chunks = zip(torch.split(current, 16), torch.split(following, 16))
             rel = torch.cat([self.relative_poses(a, [b], [1])[0] for a, b in chunks])
             # rel: (T-1, 4, 4), camera t+1 from camera t
@@ -417,8 +454,11 @@ class DepthFromVideo(Task):
         seq = self.splits.test[0]
         frames = seq.frames[:: max(1, len(seq) // 4)][:4]
         self.depth_net.eval()
-        disp = self.predict_disparities(frames)[0][:, 0]
+        disp = self.predict_disparities(self._at_training_size(frames))[0]  # the coarse size in the coarse phase
         self.depth_net.train()
+        if disp.shape[-2:] != frames.shape[-2:]:
+            disp = F.interpolate(disp, size=frames.shape[-2:], mode="bilinear", align_corners=False)
+        disp = disp[:, 0]
         logger.images("test/input", frames.permute(0, 2, 3, 1), step)
         logger.images("test/disparity", disp, step)
         if seq.depth is not None:

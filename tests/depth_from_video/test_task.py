@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from runner.errors import ConfigError, InputError
 from runner.logging import NullLogger
 from tasks.depth_from_video.data import StreetVideos
-from tasks.depth_from_video.models import DepthNet, PoseNet
+from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth
 from tasks.depth_from_video.task import DepthFromVideo
 from tests.conftest import read_metrics, run_dwx
 
@@ -201,6 +202,50 @@ def test_native_scales_compare_downsampled_frames():
     assert abs(photometric["full", 1] - photometric["native", 1]) > 1e-4 * photometric["full", 1]
     assert coarse_grad["native"] > 0 and coarse_grad["full"] > 0
 
+
+
+def test_coarse_steps_train_on_downsampled_frames_with_matching_intrinsics():
+    """task.coarse_steps: the first steps see the same snippets, flips and jitter area-downsampled by
+    coarse_factor, with the intrinsics of the downsampled frames; later steps see full resolution."""
+    from runner.geometry.warping import resize_intrinsics
+
+    full, coarse = tiny_task(image_size=(64, 192)), tiny_task(image_size=(64, 192), coarse_steps=2)
+    full.setup(torch.device("cpu"))
+    coarse.setup(torch.device("cpu"))
+    for step in (0, 1, 2):
+        (t_f, s_f, K_f, flip_f, _), (t_c, s_c, K_c, flip_c, _) = full._batch(step), coarse._batch(step)
+        assert torch.equal(flip_f, flip_c)
+        if step < 2:
+            assert t_c.shape == (4, 3, 32, 96) and len(s_c) == 2
+            for a, b in zip([t_f, *s_f], [t_c, *s_c]):
+                assert torch.allclose(F.interpolate(a, size=(32, 96), mode="area"), b, atol=1e-6)
+            assert torch.allclose(K_c, resize_intrinsics(K_f, (64, 192), (32, 96)))
+        else:
+            assert torch.equal(t_f, t_c) and torch.equal(K_f, K_c)
+    terms = coarse.loss(0)
+    sum(terms.values()).backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert coarse.depth_net.heads[0].bias.grad.abs() > 0
+    # evaluation during the coarse phase scores the network at the size it trains on, upsampled to the frames'
+    frames = coarse.splits.test[0].frames[:2]
+    coarse.depth_net.eval()
+    with torch.no_grad():
+        depth = coarse.predict_depth(frames)
+        at_coarse = disp_to_depth(coarse.depth_net(F.interpolate(frames, size=(32, 96), mode="area"))[0], 0.1, 100)
+        coarse._batch(2)  # the full-resolution phase
+        at_full = disp_to_depth(coarse.depth_net(frames)[0], 0.1, 100)
+        assert torch.allclose(coarse.predict_depth(frames), at_full[:, 0])
+    assert depth.shape == (2, 64, 192)
+    assert torch.allclose(depth, F.interpolate(at_coarse, size=(64, 192), mode="bilinear")[:, 0])
+
+
+def test_the_coarse_size_is_the_nearest_one_the_network_stride_takes():
+    task = tiny_task(coarse_steps=10)
+    assert task._coarse_size(torch.zeros(1, 3, 64, 192)) == (32, 96)
+    assert task._coarse_size(torch.zeros(1, 3, 96, 320)) == (64, 160)  # 48 rounds up to 64, 160 is 5 x 32
+    assert task._coarse_size(torch.zeros(1, 3, 32, 96)) == (32, 64)  # never below the stride (16 -> 32)
+    with pytest.raises(ConfigError, match="coarse_factor >= 1"):
+        tiny_task(coarse_steps=10, coarse_factor=0.5)
 
 
 @pytest.mark.slow
