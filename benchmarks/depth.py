@@ -168,8 +168,10 @@ def main() -> None:
         from runner.malloc import tune_malloc
 
         print(f"malloc tuned: {tune_malloc()}")  # in this process, as `dwx run` does (malloc_tuning)
-        # a small data set: throughput does not depend on how many videos there are
-        small = ["data.train_sequences=1", "data.test_sequences=1", "data.frames_per_sequence=12"]
+        # a small data set: throughput does not depend on how many videos there are; steps at the stated
+        # size (the default's coarse phase would run these first steps at half size)
+        small = ["data.train_sequences=1", "data.test_sequences=1", "data.frames_per_sequence=12",
+                 "task.coarse_steps=0"]
         throughput(small)  # the default resolution
         throughput([*small, "data.image_size=[96,320]"])  # the smallest size with a monodepth2 figure
     if args.part in ("default", "all"):

@@ -189,7 +189,9 @@ def main() -> None:
         cases += [(f"icosphere{level}", sphere.verts[0], sphere.faces[0], s, b, 2.7) for s in sizes for b in batches]
     if not args.quick:
         if ARMADILLO.exists():
+            start = time.perf_counter()
             arm = load_obj(ARMADILLO, load_textures=False)
+            print(f"# armadillo.obj (100k faces) loaded in {time.perf_counter() - start:.2f} s", file=sys.stderr)
             v = arm.verts[0] - arm.verts[0].mean(0)
             cases.append(("armadillo", v / v.norm(dim=1).max(), arm.faces[0], 256, 1, 2.2))
         else:
