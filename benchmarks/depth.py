@@ -76,6 +76,12 @@ Measured 2026-12-04 (night): the SSIM box filter as slice additions with a hand-
   --part throughput (2 threads, an hour later, the machine ~20 % slower): 83.1 images/s at 64x192, 45.0 at 96x320 =
   27.3x monodepth2 (with GLIBC_TUNABLES's steady-state floor: 85.1 and 44.3 = 26.9x). --part 7scenes: abs_rel
   0.2267 (baseline 0.2676), a1 0.585, ATE 0.0168, 105 s.
+Measured 2026-12-04 (late night), new default task.coarse_steps=3000 (the first 3000 of 7000 steps at 32x96): --part
+  default (idle, 2 threads, cold cache), twice: abs_rel 0.1130 (baseline 0.5634), a1 0.863, ATE 0.3067, 552 s and
+  543 s (the same numbers: one process on 2 threads is deterministic). One thread per run, seeds 0-5: 0.1126 /
+  0.1506 / 0.0958 / 0.1469 / 0.1455 / 0.1540 (a1 0.863 / 0.828 / 0.898 / 0.826 / 0.837 / 0.837). --part throughput
+  (at the stated sizes, task.coarse_steps=0): 99.1 images/s at 64x192, 46.1 at 96x320 = 27.9x monodepth2.
+  --part 7scenes (coarse phase off there): abs_rel 0.2267 (baseline 0.2676), a1 0.585, ATE 0.0168, 96 s.
 """
 
 from __future__ import annotations
