@@ -151,6 +151,7 @@ class Loop:
         self.settings = settings
         self.checkpoint_path = checkpoint_path
         self.total_steps = self._budget()
+        task.check_budget(self.total_steps)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.is_lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         self.early = _EarlyStopping(task.mode, settings.patience, settings.min_delta)

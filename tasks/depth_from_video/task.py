@@ -25,7 +25,7 @@ from runner.logging import Logger
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
 from runner.task import Task
-from tasks.depth_from_video.data import Sequence, Splits
+from tasks.depth_from_video.data import Sequence, Splits, resize_frames
 from tasks.depth_from_video.metrics import (
     absolute_trajectory_error,
     align_scale,
@@ -78,7 +78,7 @@ class DepthFromVideo(Task):
             nearer is invalid in that source and passes no gradient (``warp_frame(min_depth_ratio=...)``):
             a forward source whose translation nearly reaches a (wrongly near) depth otherwise magnifies the
             point's sample position and gradient without bound. 0 keeps only the 1e-3 floor.
-        coarse_steps: the first ``coarse_steps`` steps train on frames area-downsampled by ``coarse_factor``
+        coarse_steps: the first ``coarse_steps`` steps train on frames downsampled by ``coarse_factor``
             (intrinsics rescaled to match), the rest at full resolution: progressive resizing (as fast.ai's
             and EfficientNetV2's progressive learning), for the coarse depth layout at a fraction of the cost
             of a full-resolution step (the networks are fully convolutional). Evaluation in that phase
@@ -182,7 +182,7 @@ class DepthFromVideo(Task):
         self._coarse_now = False  # the last training batch was coarse: evaluation then reads frames at that size
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
-        self._last: dict[str, Tensor | None] = {}  # the last step's full-scale views, for visuals
+        self._last: dict[str, Tensor | None] = {}  # the last step's scale-0 views, for visuals
 
     # ------------------------------------------------------------------ data
     def setup(self, device):
@@ -208,12 +208,25 @@ class DepthFromVideo(Task):
     def steps_per_epoch(self) -> int:
         return max(1, len(self.snippets) // self.batch_size)
 
+    def check_budget(self, total_steps: int) -> None:
+        """A run no longer than the coarse phase trains at full size throughout (with a warning): it would
+        otherwise score and save a network that never saw full-size frames, which ``dwx predict`` then
+        reads at full size. Short runs (``debug=fast``, a quick ``loop.steps``) stay runnable."""
+        if 0 < total_steps <= self.coarse_steps:
+            log.warning("task.coarse_steps=%d covers the whole run (%d steps): this run trains at full size "
+                        "throughout; set task.coarse_steps below the step budget for a coarse phase (the default: "
+                        "3000 of 7000)", self.coarse_steps, total_steps)
+            self.coarse_steps = 0
+
     def param_groups(self):
         return {"depth": list(self.depth_net.parameters()), "pose": list(self.pose_net.parameters())}
 
     def _batch(self, step: int) -> tuple[Tensor, list[Tensor], Tensor, Tensor, torch.Generator]:
-        """Target (b,3,H,W), sources [(b,3,H,W)] in window order, K (b,3,3), flip mask (b,) for one step
-        (H, W divided by ``coarse_factor`` in the first ``coarse_steps`` steps).
+        """Target (b,3,H,W), sources [(b,3,H,W)] in window order, K (b,3,3), flip mask (b,) for one step.
+
+        In the first ``coarse_steps`` steps the frames are downsampled to :meth:`_coarse_size`
+        (:func:`~tasks.depth_from_video.data.resize_frames`) and K follows; the step also sets
+        ``_coarse_now``, which evaluation reads (:meth:`_at_training_size`).
 
         The step's generator draws the global batch: ``batch_size`` snippets and their flips (and in
         :meth:`loss` their colour jitter and auto-mask noise), the same on every rank; each rank keeps its
@@ -237,19 +250,22 @@ class DepthFromVideo(Task):
             K[:, 0, 2] = torch.where(f, W - 1 - K[:, 0, 2], K[:, 0, 2])
         self._coarse_now = step < self.coarse_steps
         if self._coarse_now:
-            K = resize_intrinsics(K, tuple(target.shape[-2:]), self._coarse_size(target))
-            target, *sources = [self._at_training_size(x) for x in (target, *sources)]
+            size = self._coarse_size(target)
+            K = resize_intrinsics(K, tuple(target.shape[-2:]), size)
+            target, *sources = [resize_frames(x, size) for x in (target, *sources)]
         return target, sources, K, flip, g
 
     def _coarse_size(self, images: Tensor) -> tuple[int, int]:
-        """(H, W) of (..., H, W) images divided by ``coarse_factor``, each rounded to a multiple of the stride."""
+        """(H, W) of (..., H, W) images divided by ``coarse_factor``, each rounded to the nearest multiple of
+        the network's stride (ties up, at least one stride). The sides may round differently (96x320 ->
+        64x160): the coarse frames are then stretched, with intrinsics to match."""
         s = self.depth_net.stride
         return tuple(s * max(1, math.floor(n / self.coarse_factor / s + 0.5)) for n in images.shape[-2:])
 
     def _at_training_size(self, images: Tensor) -> Tensor:
-        """(B,3,H,W) frames area-downsampled by ``coarse_factor`` while training is in its coarse phase
+        """(B,3,H,W) frames downsampled by ``coarse_factor`` while training is in its coarse phase
         (evaluation then scores what the networks are being trained on), else unchanged."""
-        return F.interpolate(images, size=self._coarse_size(images), mode="area") if self._coarse_now else images
+        return resize_frames(images, self._coarse_size(images)) if self._coarse_now else images
 
     def _jitter(self, images: list[Tensor], g: torch.Generator) -> list[Tensor]:
         """The same random brightness, contrast and saturation change for every frame of a snippet.
@@ -275,14 +291,17 @@ class DepthFromVideo(Task):
         """(B,3,H,W) -> [(B,1,H/2^s,W/2^s)] sigmoid disparities for every scale."""
         return self.depth_net(images)
 
+    def full_size_disparity(self, images: Tensor) -> Tensor:
+        """(B,3,H,W) -> (B,1,H,W) scale-0 disparity. In the coarse phase the network reads the frames at the
+        coarse size and its disparity is upsampled (bilinear) to (H, W)."""
+        disp = self.predict_disparities(self._at_training_size(images))[0]
+        if disp.shape[-2:] != images.shape[-2:]:
+            disp = F.interpolate(disp, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return disp
+
     def predict_depth(self, images: Tensor) -> Tensor:
-        """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units]. In the coarse phase the
-        network reads the frames at the coarse size and its depth is upsampled (bilinear) to (H, W)."""
-        depth = disp_to_depth(self.predict_disparities(self._at_training_size(images))[0], self.min_depth,
-                              self.max_depth)
-        if depth.shape[-2:] != images.shape[-2:]:
-            depth = F.interpolate(depth, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return depth[:, 0]
+        """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units] (see :meth:`full_size_disparity`)."""
+        return disp_to_depth(self.full_size_disparity(images), self.min_depth, self.max_depth)[:, 0]
 
     def relative_poses(self, target: Tensor, sources: list[Tensor], offsets: list[int]) -> list[Tensor]:
         """One (B,4,4) ``src_from_dst`` per source: the transform taking target-camera points into that
@@ -454,11 +473,8 @@ class DepthFromVideo(Task):
         seq = self.splits.test[0]
         frames = seq.frames[:: max(1, len(seq) // 4)][:4]
         self.depth_net.eval()
-        disp = self.predict_disparities(self._at_training_size(frames))[0]  # the coarse size in the coarse phase
+        disp = self.full_size_disparity(frames)[:, 0]
         self.depth_net.train()
-        if disp.shape[-2:] != frames.shape[-2:]:
-            disp = F.interpolate(disp, size=frames.shape[-2:], mode="bilinear", align_corners=False)
-        disp = disp[:, 0]
         logger.images("test/input", frames.permute(0, 2, 3, 1), step)
         logger.images("test/disparity", disp, step)
         if seq.depth is not None:

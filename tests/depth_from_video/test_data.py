@@ -18,6 +18,8 @@ from tasks.depth_from_video.data import (
     export_splits,
     read_frames,
     read_intrinsics,
+    rescale_K,
+    resize_frames,
 )
 from tests.conftest import shared_data
 
@@ -144,3 +146,23 @@ def test_seven_scenes_real_clip():
     assert 0.5 < valid.min() and valid.max() < 5.0  # metres; 65535 invalid markers removed
     step = (seq.cam_from_world[1] @ torch.linalg.inv(seq.cam_from_world[0]))[:3, 3].norm()
     assert 0.001 < step.item() < 0.05  # about 1 cm between strided frames
+
+
+@pytest.mark.parametrize("size, whole", [((48, 160), True), ((64, 160), False), ((80, 256), False)])
+def test_resized_frames_keep_pixel_centres_where_the_intrinsics_put_them(size, whole):
+    """A ramp in x and y: the resized value at pixel (u', v') is the source coordinate that rescale_K maps
+    there, in the interior (shrinking by whole factors averages blocks, by others samples with antialiasing)."""
+    H, W = 96, 320
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    ramp = torch.stack([u / W, v / H, 0 * u])[None]  # in [0, 1): no clamping
+    out = resize_frames(ramp, size)
+    K = torch.tensor([[100.0, 0, 159.5], [0, 100.0, 47.5], [0, 0, 1]])
+    Kr = rescale_K(K, (H, W), size)
+    sx, sy = Kr[0, 0] / K[0, 0], Kr[1, 1] / K[1, 1]
+    vr, ur = torch.meshgrid(torch.arange(size[0], dtype=torch.float32), torch.arange(size[1], dtype=torch.float32),
+                            indexing="ij")
+    expect_u, expect_v = (ur - (Kr[0, 2] - sx * K[0, 2])) / sx, (vr - (Kr[1, 2] - sy * K[1, 2])) / sy
+    inner = (slice(2, -2), slice(2, -2))
+    tol = 1e-4 if whole else 0.1  # source pixels (area averaging by 1.5: 0.25)
+    assert (out[0, 0][inner] * W - expect_u[inner]).abs().max() < tol
+    assert (out[0, 1][inner] * H - expect_v[inner]).abs().max() < tol

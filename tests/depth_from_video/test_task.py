@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.errors import ConfigError, InputError
+from runner.geometry.warping import resize_intrinsics
 from runner.logging import NullLogger
 from tasks.depth_from_video.data import StreetVideos
 from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth
@@ -203,40 +204,58 @@ def test_native_scales_compare_downsampled_frames():
     assert coarse_grad["native"] > 0 and coarse_grad["full"] > 0
 
 
-
 def test_coarse_steps_train_on_downsampled_frames_with_matching_intrinsics():
-    """task.coarse_steps: the first steps see the same snippets, flips and jitter area-downsampled by
-    coarse_factor, with the intrinsics of the downsampled frames; later steps see full resolution."""
-    from runner.geometry.warping import resize_intrinsics
-
+    """task.coarse_steps: the first steps see the same snippets and flips area-downsampled by coarse_factor,
+    with the intrinsics of the downsampled frames; later steps see full resolution."""
     full, coarse = tiny_task(image_size=(64, 192)), tiny_task(image_size=(64, 192), coarse_steps=2)
     full.setup(torch.device("cpu"))
     coarse.setup(torch.device("cpu"))
+    flips = []
     for step in (0, 1, 2):
         (t_f, s_f, K_f, flip_f, _), (t_c, s_c, K_c, flip_c, _) = full._batch(step), coarse._batch(step)
         assert torch.equal(flip_f, flip_c)
         if step < 2:
+            flips.append(flip_c)
             assert t_c.shape == (4, 3, 32, 96) and len(s_c) == 2
             for a, b in zip([t_f, *s_f], [t_c, *s_c]):
                 assert torch.allclose(F.interpolate(a, size=(32, 96), mode="area"), b, atol=1e-6)
             assert torch.allclose(K_c, resize_intrinsics(K_f, (64, 192), (32, 96)))
         else:
             assert torch.equal(t_f, t_c) and torch.equal(K_f, K_c)
+    flips = torch.cat(flips)
+    assert flips.any() and not flips.all()  # the flipped principal point is downsampled too
     terms = coarse.loss(0)
     sum(terms.values()).backward()
     assert all(torch.isfinite(v) for v in terms.values())
     assert coarse.depth_net.heads[0].bias.grad.abs() > 0
-    # evaluation during the coarse phase scores the network at the size it trains on, upsampled to the frames'
-    frames = coarse.splits.test[0].frames[:2]
-    coarse.depth_net.eval()
+
+
+def test_evaluation_in_the_coarse_phase_scores_the_network_at_the_coarse_size():
+    task = tiny_task(image_size=(64, 192), coarse_steps=2)
+    task.setup(torch.device("cpu"))
+    frames = task.splits.test[0].frames[:2]
+    task._batch(0)  # the coarse phase
+    task.depth_net.eval()
     with torch.no_grad():
-        depth = coarse.predict_depth(frames)
-        at_coarse = disp_to_depth(coarse.depth_net(F.interpolate(frames, size=(32, 96), mode="area"))[0], 0.1, 100)
-        coarse._batch(2)  # the full-resolution phase
-        at_full = disp_to_depth(coarse.depth_net(frames)[0], 0.1, 100)
-        assert torch.allclose(coarse.predict_depth(frames), at_full[:, 0])
-    assert depth.shape == (2, 64, 192)
-    assert torch.allclose(depth, F.interpolate(at_coarse, size=(64, 192), mode="bilinear")[:, 0])
+        depth = task.predict_depth(frames)
+        at_coarse = task.depth_net(F.interpolate(frames, size=(32, 96), mode="area"))[0]
+        upsampled = F.interpolate(at_coarse, size=(64, 192), mode="bilinear")
+        assert depth.shape == (2, 64, 192)
+        assert torch.allclose(depth, disp_to_depth(upsampled, task.min_depth, task.max_depth)[:, 0])
+        metrics = task.evaluate()  # depth, saturation and pose ATE at the coarse size
+        task.visuals(NullLogger(), 0)
+        task._batch(2)  # the full-resolution phase
+        at_full = task.depth_net(frames)[0]
+        assert torch.allclose(task.predict_depth(frames), disp_to_depth(at_full, task.min_depth, task.max_depth)[:, 0])
+    assert all(math.isfinite(metrics[k]) for k in ("abs_rel", "saturated", "ate"))
+
+
+def test_a_run_no_longer_than_the_coarse_phase_trains_at_full_size(caplog):
+    task = tiny_task(coarse_steps=300)
+    task.check_budget(1000)
+    assert task.coarse_steps == 300
+    task.check_budget(300)
+    assert task.coarse_steps == 0 and "covers the whole run (300 steps)" in caplog.text
 
 
 def test_the_coarse_size_is_the_nearest_one_the_network_stride_takes():

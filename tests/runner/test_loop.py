@@ -106,6 +106,14 @@ def test_epochs_use_the_tasks_dataset_size():
     assert loop.run().steps == 12
 
 
+def test_the_task_checks_the_step_budget_before_the_first_step(monkeypatch):
+    budgets = []
+    monkeypatch.setattr(PointCloudPose, "check_budget", lambda self, total_steps: budgets.append(total_steps))
+    make_loop(steps=1, epochs=3)
+    make_loop(steps=7)
+    assert budgets == [12, 7]
+
+
 def test_early_stopping_on_the_main_metric():
     # lr 0 never improves: patience 2 stops after the third evaluation
     loop = make_loop({**OPTIM["sgd"], "lr": 1e-12}, steps=1000, eval_every=10, patience=2)
