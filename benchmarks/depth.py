@@ -77,11 +77,14 @@ Measured 2026-12-04 (night): the SSIM box filter as slice additions with a hand-
   27.3x monodepth2 (with GLIBC_TUNABLES's steady-state floor: 85.1 and 44.3 = 26.9x). --part 7scenes: abs_rel
   0.2267 (baseline 0.2676), a1 0.585, ATE 0.0168, 105 s.
 Measured 2026-12-04 (late night), new default task.coarse_steps=3000 (the first 3000 of 7000 steps at 32x96): --part
-  default (idle, 2 threads, cold cache), twice: abs_rel 0.1130 (baseline 0.5634), a1 0.863, ATE 0.3067, 552 s and
-  543 s (the same numbers: one process on 2 threads is deterministic). One thread per run, seeds 0-5: 0.1126 /
-  0.1506 / 0.0958 / 0.1469 / 0.1455 / 0.1540 (a1 0.863 / 0.828 / 0.898 / 0.826 / 0.837 / 0.837). --part throughput
-  (at the stated sizes, task.coarse_steps=0): 99.1 images/s at 64x192, 46.1 at 96x320 = 27.9x monodepth2.
+  default (idle, 2 threads, cold cache), three times: abs_rel 0.1130 (baseline 0.5634), a1 0.863, ATE 0.3067, in
+  552, 543 and 526 s (the same numbers: one process on 2 threads is deterministic; the last after commit 4d2da63).
+  One thread per run, seeds 0-5: 0.1126 / 0.1506 / 0.0958 / 0.1469 / 0.1455 / 0.1540 (a1 0.863 / 0.828 / 0.898 /
+  0.826 / 0.837 / 0.837). --part throughput (at the stated sizes, task.coarse_steps=0): 99.1 images/s at 64x192,
+  46.1 at 96x320 = 27.9x monodepth2.
   --part 7scenes (coarse phase off there): abs_rel 0.2267 (baseline 0.2676), a1 0.585, ATE 0.0168, 96 s.
+  With task.coarse_steps=4500 loop.steps=8000 as the default: --part default abs_rel 0.1148, a1 0.858, ATE 0.2721,
+  579 s; one thread per run, seeds 1 / 3 / 4 / 5: 0.1389 / 0.1294 / 0.1426 / 0.1451 (a1 0.852 / 0.858 / 0.833 / 0.840).
 """
 
 from __future__ import annotations
