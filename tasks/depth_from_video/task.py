@@ -294,10 +294,7 @@ class DepthFromVideo(Task):
     def full_size_disparity(self, images: Tensor) -> Tensor:
         """(B,3,H,W) -> (B,1,H,W) scale-0 disparity. In the coarse phase the network reads the frames at the
         coarse size and its disparity is upsampled (bilinear) to (H, W)."""
-        disp = self.predict_disparities(self._at_training_size(images))[0]
-        if disp.shape[-2:] != images.shape[-2:]:
-            disp = F.interpolate(disp, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return disp
+        return _upsampled(self.predict_disparities(self._at_training_size(images))[0], images.shape[-2:])
 
     def predict_depth(self, images: Tensor) -> Tensor:
         """(B,3,H,W) -> (B,H,W) depth at full resolution [network scale units] (see :meth:`full_size_disparity`)."""
@@ -373,28 +370,33 @@ class DepthFromVideo(Task):
         return terms
 
     # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def _sequence_disparities(self, seq: Sequence) -> list[Tensor]:
+        """Every scale's disparity of a sequence, (T, 1, h / 2^s, w / 2^s), with the network in eval mode
+        and the frames at the training size (:meth:`_at_training_size`), 16 frames at a time."""
+        self.depth_net.eval()
+        chunks = [self.predict_disparities(self._at_training_size(c)) for c in torch.split(seq.frames, 16)]
+        self.depth_net.train()
+        return [torch.cat(scale) for scale in zip(*chunks)]
+
+    def _depth_of(self, seq: Sequence, disparities: list[Tensor]) -> Tensor:
+        """(T, H, W) full-size depth [network units] from a sequence's scale-0 disparity."""
+        disp = _upsampled(disparities[0], seq.frames.shape[-2:])
+        return disp_to_depth(disp, self.min_depth, self.max_depth)[:, 0]
+
     def predictions(self, sequences: list[Sequence] | None = None) -> list[tuple[Sequence, Tensor]]:
         """Each sequence (default: the test split) with its predicted depth (T, H, W) [network units]."""
-        self.depth_net.eval()
-        out = []
-        for seq in self.splits.test if sequences is None else sequences:
-            depth = torch.cat([self.predict_depth(chunk) for chunk in torch.split(seq.frames, 16)])
-            out.append((seq, depth))
-        self.depth_net.train()
-        return out
+        return [(seq, self._depth_of(seq, self._sequence_disparities(seq)))
+                for seq in (self.splits.test if sequences is None else sequences)]
 
-    @torch.no_grad()
-    def saturation_by_scale(self) -> dict[int, float]:
+    def saturation_by_scale(self, disparities: list[list[Tensor]]) -> dict[int, float]:
         """Scale 0 and every scale in the loss -> the fraction of its test depths at ``min_depth`` /
-        ``max_depth`` (:func:`saturated_fraction`). A coarse output can collapse on its own while scale 0
-        still trains; its loss term then adds a constant and no gradient."""
-        self.depth_net.eval()
-        disps = [self.predict_disparities(self._at_training_size(chunk))
-                 for seq in self.splits.test for chunk in torch.split(seq.frames, 16)]
-        self.depth_net.train()
+        ``max_depth`` (:func:`saturated_fraction`), from each test sequence's disparities
+        (:meth:`_sequence_disparities`). A coarse output can collapse on its own while scale 0 still
+        trains; its loss term then adds a constant and no gradient."""
         return {
             s: saturated_fraction(
-                disp_to_depth(torch.cat([d[s].flatten() for d in disps]), self.min_depth, self.max_depth),
+                disp_to_depth(torch.cat([d[s].flatten() for d in disparities]), self.min_depth, self.max_depth),
                 self.min_depth,
                 self.max_depth,
             )
@@ -420,7 +422,8 @@ class DepthFromVideo(Task):
 
     def evaluate(self) -> dict[str, float]:
         per_image, baseline = [], []
-        predictions = self.predictions()
+        disparities = [self._sequence_disparities(seq) for seq in self.splits.test]  # one pass over the frames
+        predictions = [(seq, self._depth_of(seq, d)) for seq, d in zip(self.splits.test, disparities)]
         for scaled, gt, mask in self.scored_frames(predictions):
             per_image.append(compute_depth_metrics(scaled, gt, mask))
             baseline.append(baseline_constant_depth(gt, mask))
@@ -431,7 +434,7 @@ class DepthFromVideo(Task):
         metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
         metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
         metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
-        by_scale = self.saturation_by_scale()
+        by_scale = self.saturation_by_scale(disparities)
         metrics["saturated"] = by_scale[0]
         metrics.update({f"saturated_s{s}": f for s, f in by_scale.items() if s})
         for s, fraction in by_scale.items():
@@ -535,3 +538,10 @@ def _to(seq: Sequence, device) -> Sequence:
         return None if x is None else x.to(device)
 
     return Sequence(seq.name, seq.frames.to(device), seq.K.to(device), move(seq.depth), move(seq.cam_from_world))
+
+
+def _upsampled(disp: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, 1, h, w) -> (B, 1, H, W): bilinear, a no-op when the size already matches."""
+    if tuple(disp.shape[-2:]) == tuple(size):
+        return disp
+    return F.interpolate(disp, size=tuple(size), mode="bilinear", align_corners=False)

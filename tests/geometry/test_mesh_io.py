@@ -1,6 +1,5 @@
 """OBJ/PLY reading and writing: round trips, hand-written files, real meshes, errors."""
 
-
 import numpy as np
 import pytest
 import torch
