@@ -24,9 +24,9 @@ from runner.distributed import (
     from_environment,
     init_process_group,
 )
-from runner.errors import Interrupted, find_user_error
+from runner.errors import Interrupted, find_cause, find_user_error
 from runner.logging import NullLogger
-from runner.record import RunRecord
+from runner.record import RunRecord, read_record
 
 log = logging.getLogger("dwx")
 
@@ -112,71 +112,108 @@ def requeued_run(run_dir: Path, overrides: list[str]) -> Path | None:
     return None
 
 
+def completed_run(run_dir: Path, overrides: list[str]) -> dict | None:
+    """The record of ``run_dir`` when an earlier start of this same sweep job completed there, else None.
+
+    A sweep run again into its own folder (after Ctrl-C, a dead worker or a lost node) skips the jobs
+    that already completed, continues the unfinished ones (:func:`requeued_run`) and runs the rest.
+    """
+    data = read_record(run_dir / "metrics.json")
+    if data is not None and data.get("status") == "completed" and data.get("overrides") == overrides:
+        return data
+    return None
+
+
+def _stops_the_sweep(launcher: DictConfig) -> bool:
+    """Whether a signal to a job of this sweep should stop the whole sweep (exit non-zero).
+
+    True for launchers whose jobs run on this machine under the user's hand (Hydra's basic launcher,
+    joblib). A SLURM job gets SIGTERM when it is pre-empted or requeued: it only stops itself.
+    """
+    return "submitit" not in str(launcher.get("_target_", ""))
+
+
 def run_job(cfg: DictConfig) -> float:
     """Run one experiment; returns the task's main metric (NaN for a failed job of a multirun)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from runner.checkpoint import remove_stale_temporaries
+    from runner.loop import stop_on_signals
+
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
+    if multirun and (done := completed_run(run_dir, overrides)) is not None:
+        log.info("job %s already completed in %s: skipped", hc.job.num, run_dir)
+        return _main_metric(done)
     dist_info = from_environment()
     if not dist_info.is_main:  # rank 0 logs the run (console and run.log); the others only their problems
         logging.getLogger().setLevel(logging.WARNING)
+    resume = Path(cfg.resume) if cfg.resume is not None else None
+    if resume is None and multirun:
+        resume = requeued_run(run_dir, overrides)
+    if dist_info.is_main:
+        for folder in (run_dir, run_dir / "checkpoints"):
+            for stale in remove_stale_temporaries(folder):
+                log.info("removed %s, left by a killed write", stale)
     record_type = RunRecord if dist_info.is_main else RankRecord
-    record = record_type(run_dir, hc.runtime.choices.get("task"), overrides)
+    record = record_type(run_dir, hc.runtime.choices.get("task"), overrides, resuming=resume is not None)
+    record.update()  # status "running" from the first second (an attempt file while resuming)
     logger = None
     started = time.perf_counter()
     loop = None
     try:
-        import torch
-        from hydra.utils import instantiate
+        with stop_on_signals() as stop:  # from the first second: data generation and set-up included
+            import torch
+            from hydra.utils import instantiate
 
-        from runner.checkpoint import load_checkpoint
-        from runner.loop import Loop, LoopSettings, stop_on_signals
-        from runner.optim import build_optimizer, build_scheduler
-        from runner.validation import validate
+            from runner.checkpoint import load_checkpoint
+            from runner.loop import Loop, LoopSettings
+            from runner.optim import build_optimizer, build_scheduler
+            from runner.validation import validate
 
-        validate(cfg)
-        device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
-        init_process_group(dist_info, device)
-        task = instantiate(cfg.task, _convert_="all")
-        record.update(main_metric=task.metric, mode=task.mode)
-        logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
-        task.setup(device)
-        optimizer = build_optimizer(cfg.optim, task.param_groups())
-        check_data_parallel(task, optimizer, dist_info)
-        scheduler = build_scheduler(cfg.scheduler, optimizer)
-        settings = LoopSettings.from_config(cfg.loop)
-        if multirun and settings.progress == "auto":
-            settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
-        checkpoint = run_dir / "checkpoints" / "last.pt" if dist_info.is_main else None
-        loop = Loop(task, optimizer, scheduler, logger, settings, checkpoint)
-        resume = Path(cfg.resume) if cfg.resume is not None else None
-        if resume is None and multirun:
-            resume = requeued_run(run_dir, overrides)
-        if resume is not None:
-            loop.load_state_dict(load_checkpoint(resume / "checkpoints" / "last.pt", map_location=device))
-            log.info("resumed from %s at step %d", resume, loop.step)
-        logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=False) + "\n```", loop.step)
-        log.info(
-            "task %s on %s (%d torch threads), %d steps -> %s",
-            record.data["task"],
-            device,
-            torch.get_num_threads(),
-            loop.total_steps,
-            run_dir,
-        )
-        with stop_on_signals() as stop:
+            validate(cfg)
+            device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
+            init_process_group(dist_info, device)
+            task = instantiate(cfg.task, _convert_="all")
+            logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
+            task.setup(device)
+            optimizer = build_optimizer(cfg.optim, task.param_groups())
+            check_data_parallel(task, optimizer, dist_info)
+            scheduler = build_scheduler(cfg.scheduler, optimizer)
+            settings = LoopSettings.from_config(cfg.loop)
+            if multirun and settings.progress == "auto":
+                settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
+            checkpoint = run_dir / "checkpoints" / "last.pt" if dist_info.is_main else None
+            loop = Loop(task, optimizer, scheduler, logger, settings, checkpoint)
+            if resume is not None:
+                loop.load_state_dict(load_checkpoint(resume / "checkpoints" / "last.pt", map_location=device))
+                record.resumed()
+                log.info("resumed from %s at step %d", resume, loop.step)
+            record.update(main_metric=task.metric, mode=task.mode)
+            logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=False) + "\n```", loop.step)
+            log.info(
+                "task %s on %s (%d torch threads), %d steps -> %s",
+                record.data["task"],
+                device,
+                torch.get_num_threads(),
+                loop.total_steps,
+                run_dir,
+            )
             result = loop.run(stop)
-        if dist_info.is_main:
-            with loop.evaluated_weights():
-                task.save(run_dir / "artifacts")
+            if dist_info.is_main:
+                with loop.evaluated_weights():
+                    task.save(run_dir / "artifacts")
         logger.hparams(hparams_from_overrides(overrides), result.metrics)
         value = result.metrics[task.metric]
         record.update(
-            status="completed", metrics=result.metrics, steps=result.steps, wall_time_s=round(loop.wall_time(), 3)
+            status="completed",
+            metrics=result.metrics,
+            steps=result.steps,
+            skipped_steps=result.skipped_steps,
+            wall_time_s=round(loop.wall_time(), 3),
         )
         summary = task.summary(result.metrics)
         log.info(
@@ -188,32 +225,95 @@ def run_job(cfg: DictConfig) -> float:
             run_dir,
         )
         return value
-    except Interrupted as e:
-        record.update(status="interrupted", steps=loop.step, wall_time_s=round(loop.wall_time(), 3), error=str(e))
-        log.warning("interrupted at step %d; checkpoint saved. Continue with: dwx run resume=%s", loop.step, run_dir)
-        if multirun:
-            return math.nan
-        sys.exit(128 + e.signum)
     except Exception as e:
-        user_error = find_user_error(e)
-        message = str(user_error or e).strip().splitlines()[0] if str(user_error or e).strip() else type(e).__name__
+        interrupt = find_cause(e, Interrupted)  # during instantiate it arrives wrapped by Hydra
+        if interrupt is not None:
+            loop_state = (loop.step, loop.skipped, loop.wall_time()) if loop else (0, 0, time.perf_counter() - started)
+            return _record_interrupt(interrupt, record, loop_state, loop is not None and loop.saved_step is not None,
+                                     hc, multirun, run_dir)
+        message = describe_failure(e)
         record.update(
             status="failed",
             error=message,
             steps=loop.step if loop else 0,
+            skipped_steps=loop.skipped if loop else 0,
             wall_time_s=round(time.perf_counter() - started, 3),
         )
         if multirun:
-            log.error("job failed: %s (metrics.json has status 'failed'; the sweep goes on)", message)
+            log.error("job failed: %s (%s has status 'failed'; the sweep goes on)", message, record.written_to)
             return math.nan
-        if user_error is not None and not _full_errors():
+        if find_user_error(e) is not None and not _full_errors():
             print(f"dwx: error: {message}", file=sys.stderr)
+            if record.written_to != record.path:
+                print(f"dwx: {record.path} is unchanged; this attempt is recorded in {record.written_to}",
+                      file=sys.stderr)
             sys.exit(2)
         raise
     finally:
         if logger is not None:
             logger.close()
         destroy_process_group()
+
+
+def _record_interrupt(
+    e: Interrupted, record: RunRecord, loop_state: tuple[int, int, float], checkpointed: bool, hc, multirun: bool,
+    run_dir: Path,
+) -> float:
+    """Record a run stopped by SIGINT/SIGTERM; exit with 128 + the signal, or NaN for a SLURM sweep job.
+
+    Args:
+        loop_state: (step, skipped steps, wall time [s]) when the signal came.
+        checkpointed: a checkpoint of this run exists to continue from.
+    """
+    steps, skipped, wall = loop_state
+    record.update(status="interrupted", steps=steps, skipped_steps=skipped, wall_time_s=round(wall, 3), error=str(e))
+    if checkpointed:
+        log.warning("interrupted at step %d; checkpoint saved. Continue with: dwx run resume=%s", steps, run_dir)
+    else:
+        log.warning("interrupted before the first checkpoint (%s); nothing to resume", e)
+    if multirun:
+        if not _stops_the_sweep(hc.launcher):
+            return math.nan
+        log.warning(
+            "sweep stopped: the jobs after job %s were not started. Run the same command with "
+            "hydra.sweep.dir=%s to finish it (completed jobs are skipped, interrupted ones continue)",
+            hc.job.num,
+            Path(hc.sweep.dir).resolve(),
+        )
+    sys.exit(128 + e.signum)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for metrics.json and the console: a user error's own message, else the error with its
+    root cause (Hydra's instantiate wraps the real error in "Error in call to target ...")."""
+    user_error = find_user_error(exc)
+    if user_error is not None:
+        return _first_line(user_error)
+    root, seen = exc, {id(exc)}
+    while (nxt := _cause_of(root)) is not None and id(nxt) not in seen:
+        root = nxt
+        seen.add(id(root))
+    head = _first_line(exc).rstrip(":")
+    if root is exc:
+        return head
+    return f"{head}: {type(root).__name__}: {_first_line(root)}"
+
+
+def _cause_of(exc: BaseException) -> BaseException | None:
+    """The exception ``exc`` was raised from, as Python's traceback shows it (``from None`` hides it)."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def _main_metric(record: dict) -> float:
+    value = (record.get("metrics") or {}).get(record.get("main_metric"))
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _full_errors() -> bool:

@@ -49,6 +49,32 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files (``.<name>.tmp<pid>``) that a killed writer left in ``folder``.
+
+    :func:`save_checkpoint` and ``write_json_atomic`` write through such a file and rename it; a process
+    killed between the two leaves it behind. Files of processes that are still alive are kept.
+    Returns the deleted paths.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no arbitrary code)."""
     path = Path(path)

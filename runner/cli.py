@@ -173,7 +173,9 @@ def run(args: list[str]) -> int:
     import hydra
 
     from runner.app import run_job
+    from runner.run_folder import register_resolvers
 
+    register_resolvers()
     _register_sweeper()
     sys.argv = ["dwx run", *args]
     hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")(run_job)()

@@ -6,6 +6,10 @@ They print as one line (``dwx: error: ...``) and exit with code 2, without a tra
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 
 class UserError(Exception):
     """A problem in what the user gave (config, overrides, input files); the message says how to fix it."""
@@ -31,12 +35,17 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def find_user_error(exc: BaseException) -> UserError | None:
-    """The first UserError in an exception's cause/context chain (Hydra's instantiate wraps them)."""
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``exc``'s cause/context chain (Hydra's instantiate wraps them)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserError):
+        if isinstance(exc, kind):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """The first UserError in an exception's cause/context chain."""
+    return find_cause(exc, UserError)

@@ -45,6 +45,7 @@ class LoopSettings:
     patience: int | None = None
     min_delta: float = 0.0
     nonfinite: str = "stop"
+    max_skipped_fraction: float = 0.1
     progress: str = "auto"
 
     @staticmethod
@@ -62,6 +63,7 @@ class LoopSettings:
             patience=early.get("patience"),
             min_delta=float(early.get("min_delta", 0.0)),
             nonfinite=cfg.nonfinite,
+            max_skipped_fraction=float(cfg.max_skipped_fraction),
             progress=cfg.progress,
         )
 
@@ -98,21 +100,29 @@ class _EarlyStopping:
 
 @dataclass
 class StopFlag:
-    """Set by the signal handlers; the loop polls it between steps."""
+    """Set by the signal handlers; the loop polls it between steps.
+
+    Until the loop starts (``deferred`` False: data generation, set-up, loading a checkpoint) a signal
+    raises :class:`Interrupted` at once, as there is no step to finish and nothing to checkpoint.
+    """
 
     signum: int | None = None
+    deferred: bool = False
     _previous: dict = field(default_factory=dict)
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopFlag]:
-    """SIGINT/SIGTERM set a flag (the loop then checkpoints and stops); a second SIGINT aborts at once."""
+    """SIGINT/SIGTERM stop the run: during set-up at once (:class:`Interrupted`), in the loop by a flag
+    (the loop then checkpoints and stops); a second SIGINT aborts at once."""
     flag = StopFlag()
 
     def handler(signum, frame):
         if flag.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.signum = signum
+        if not flag.deferred:
+            raise Interrupted(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -157,6 +167,7 @@ class Loop:
         self.early = _EarlyStopping(task.mode, settings.patience, settings.min_delta)
         self.ema = None if settings.ema_decay is None else WeightAverage(task, settings.ema_decay)
         self.step = 0
+        self.saved_step: int | None = None  # the step held by checkpoints/last.pt, None before the first
         self.skipped = 0
         self.elapsed_before = 0.0  # wall time of earlier segments of a resumed run [s]
         self._t0 = time.perf_counter()
@@ -182,6 +193,7 @@ class Loop:
             "step": self.step,
             "task": self.task.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_class": type(self.optimizer).__name__,
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "rng": rng_state(),
             "early_stopping": {"best": self.early.best, "bad_evals": self.early.bad_evals},
@@ -191,6 +203,12 @@ class Loop:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        saved_class, this_class = state.get("optimizer_class"), type(self.optimizer).__name__
+        if saved_class is not None and saved_class != this_class:
+            raise ConfigError(
+                f"resume: the checkpoint was written by optimiser {saved_class}, this run uses {this_class}; "
+                f"resume with the run's own optim= setting"
+            )
         self.task.load_state_dict(state["task"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -199,6 +217,7 @@ class Loop:
         self.early.best = state["early_stopping"]["best"]
         self.early.bad_evals = state["early_stopping"]["bad_evals"]
         self.step = int(state["step"])
+        self.saved_step = self.step
         self.skipped = int(state["skipped"])
         self.elapsed_before = float(state["elapsed_s"])
         if self.ema is not None:
@@ -215,8 +234,27 @@ class Loop:
         return nullcontext() if self.ema is None else self.ema.applied()
 
     def save(self) -> None:
-        if self.checkpoint_path is not None:
-            save_checkpoint(self.checkpoint_path, self.state_dict())
+        """Write checkpoints/last.pt, unless a parameter or optimiser state is NaN/Inf: the file always
+        holds the last good state (a warning says when it is kept back)."""
+        if self.checkpoint_path is None:
+            return
+        state = self.state_dict()
+        if not _all_finite([state["task"], state["optimizer"], state["ema"]]):
+            log.warning(
+                "step %d: the weights, buffers or optimiser state are not finite; checkpoints/last.pt keeps %s",
+                self.step,
+                self._saved_description(),
+            )
+            return
+        save_checkpoint(self.checkpoint_path, state)
+        self.saved_step = self.step
+
+    def _saved_description(self) -> str:
+        if self.checkpoint_path is None:
+            return "nothing (this run writes no checkpoints)"
+        if self.saved_step is None:
+            return "nothing (no checkpoint was written before)"
+        return f"the state after {self.saved_step} step{'' if self.saved_step == 1 else 's'}"
 
     # ------------------------------------------------------------------ one step
     def _closure(self) -> Tensor:
@@ -300,11 +338,12 @@ class Loop:
                 log.warning("%s; step skipped (loop.nonfinite=skip)", e)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
+                self._check_skipped_share()
                 return False
-            if not self.is_lbfgs:  # parameters are still those before the bad step: keep them
-                self.save()
+            if not self.is_lbfgs:  # no update was made: the parameters are those before the bad step
+                self.save()  # (kept back when they are themselves non-finite)
             raise NonFiniteError(
-                f"{e}. The last good state is in checkpoints/last.pt; lower the learning rate, "
+                f"{e}. checkpoints/last.pt holds {self._saved_description()}; lower the learning rate, "
                 "set loop.clip_grad_norm, or loop.nonfinite=skip"
             ) from None
         if self.scheduler is not None:
@@ -313,11 +352,23 @@ class Loop:
             self.ema.update()
         return True
 
+    def _check_skipped_share(self) -> None:
+        """Fail once more than ``max_skipped_fraction`` of the step budget has been skipped."""
+        allowed = self.settings.max_skipped_fraction * self.total_steps
+        if self.skipped > allowed:
+            raise NonFiniteError(
+                f"{self.skipped} of {self.step + 1} steps skipped as non-finite, more than "
+                f"loop.max_skipped_fraction={self.settings.max_skipped_fraction} of the {self.total_steps}-step "
+                f"budget; checkpoints/last.pt holds {self._saved_description()}. Lower the learning rate or "
+                "set loop.clip_grad_norm"
+            )
+
     # ------------------------------------------------------------------ the loop
     def run(self, stop: StopFlag | None = None) -> LoopResult:
         """Run from ``self.step`` (0, or the step of a loaded checkpoint) to the budget."""
         s, task = self.settings, self.task
         stop = stop or StopFlag()
+        stop.deferred = True
         metrics: dict[str, float] = {}
         early_stopped = False
         self._t0 = time.perf_counter()
@@ -391,6 +442,17 @@ class Loop:
             )
         self.logger.scalars({f"metric/{k}": v for k, v in metrics.items()}, step)
         return metrics
+
+
+def _all_finite(state) -> bool:
+    """Whether every floating-point tensor in a nested state (dicts, lists, tuples) is finite."""
+    if torch.is_tensor(state):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(_all_finite(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(_all_finite(v) for v in state)
+    return True
 
 
 def _progress(mode: str, total: int, start: int):

@@ -3,8 +3,13 @@
 ::
 
     {"task": "...", "status": "completed" | "interrupted" | "failed", "main_metric": "abs_rel",
-     "mode": "min", "metrics": {...}, "steps": 1000, "wall_time_s": 123.4, "error": null | "...",
-     "versions": {"python": ..., "torch": ..., "dwx": ...}, "git_commit": ..., "overrides": [...]}
+     "mode": "min", "metrics": {...}, "steps": 1000, "skipped_steps": 0, "wall_time_s": 123.4,
+     "error": null | "...", "versions": {"python": ..., "torch": ..., "dwx": ...}, "git_commit": ...,
+     "overrides": [...]}
+
+A resumed run writes nothing over the record it continues until its checkpoint has been read, and
+never writes a failure over a completed record: such an attempt keeps its own record in
+``attempts/<time>-<pid>.json`` beside it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import math
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 STATUSES = ("running", "completed", "interrupted", "failed")
@@ -70,11 +76,35 @@ def _finite_or_none(x):
     return x
 
 
-class RunRecord:
-    """Keeps metrics.json of one run up to date."""
+def read_record(path: Path) -> dict | None:
+    """The record in ``path`` (a metrics.json), or None when it is missing, unreadable or not a JSON object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
-    def __init__(self, run_dir: Path, task: str, overrides: list[str]):
+
+class RunRecord:
+    """Keeps metrics.json of one run up to date.
+
+    Args:
+        run_dir: the run folder.
+        task: the task's config name.
+        overrides: the run's command-line overrides.
+        resuming: this start continues the run already recorded in ``run_dir``: its updates go to an
+            attempt file until :meth:`resumed` (the checkpoint was read), and stay there until the
+            attempt completes when the record it continues was already completed.
+    """
+
+    def __init__(self, run_dir: Path, task: str, overrides: list[str], resuming: bool = False):
         self.path = Path(run_dir) / "metrics.json"
+        previous = read_record(self.path) if resuming else None
+        self._keep_previous = previous is not None and previous.get("status") == "completed"
+        self._target = self.path
+        if resuming:
+            stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+            self._target = Path(run_dir) / "attempts" / f"{stamp}-{os.getpid()}.json"
         self.data = {
             "task": task,
             "status": "running",
@@ -82,6 +112,7 @@ class RunRecord:
             "mode": None,
             "metrics": {},
             "steps": 0,
+            "skipped_steps": 0,
             "wall_time_s": 0.0,
             "error": None,
             "versions": versions(),
@@ -96,4 +127,27 @@ class RunRecord:
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {fields['status']!r}")
         self.data.update(fields)
-        write_json_atomic(self.path, self.data)
+        write_json_atomic(self._target, self.data)
+        if self._target != self.path and self.data["status"] == "completed":
+            write_json_atomic(self.path, self.data)
+            self._drop_attempt()
+
+    @property
+    def written_to(self) -> Path:
+        """The file this start's updates go to: metrics.json, or its attempt file."""
+        return self._target
+
+    def resumed(self) -> None:
+        """The checkpoint was read: from now on the record is metrics.json itself, unless the run it
+        continues had completed (then only a completed attempt replaces it)."""
+        if self._target != self.path and not self._keep_previous:
+            self._drop_attempt()
+            self._target = self.path
+
+    def _drop_attempt(self) -> None:
+        self._target.unlink(missing_ok=True)
+        try:
+            self._target.parent.rmdir()  # only when no other attempt is kept there
+        except OSError:
+            pass
+        self._target = self.path

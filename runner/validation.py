@@ -64,6 +64,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"loop.ema_decay must be in (0, 1) or null, got {ema!r}: e.g. loop.ema_decay=0.998")
     _positive_int(cfg, "loop.early_stopping.patience", allow_none=True)
     _one_of(cfg, "loop.nonfinite", ("stop", "skip"))
+    share = _select(cfg, "loop.max_skipped_fraction")
+    if not _is_number(share) or not 0 <= share <= 1:
+        raise ConfigError(
+            f"loop.max_skipped_fraction must be in [0, 1], got {share!r}: e.g. loop.max_skipped_fraction=0.1"
+        )
     _one_of(cfg, "loop.progress", ("auto", "bar", "lines", "off"))
     _positive_number(cfg, "optim.lr")
     groups = _select(cfg, "optim.groups") or {}

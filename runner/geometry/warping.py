@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runner.errors import NonFiniteError
+
 Padding = Literal["zeros", "border"]
 
 
@@ -108,10 +110,27 @@ def warp_frame(image_src: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Te
     grid_x = uv[:, 0] * (2.0 / max(W - 1, 1)) - 1.0
     grid_y = uv[:, 1] * (2.0 / max(H - 1, 1)) - 1.0
     grid = torch.stack([grid_x, grid_y], -1).reshape(B, H, W, 2)
+    check_finite_grid(grid)
     warped = F.grid_sample(image_src, grid, mode="bilinear", padding_mode=padding, align_corners=True)
     with torch.no_grad():
         valid = (grid_x.abs() <= 1) & (grid_y.abs() <= 1) & ~near
     return warped, valid.reshape(B, 1, H, W).to(image_src.dtype)
+
+
+def check_finite_grid(grid: Tensor) -> None:
+    """Raise :class:`NonFiniteError` when a sampling grid holds NaN or Inf.
+
+    ``grid_sample`` on the CPU returns a finite image for a non-finite grid (with ``padding="border"``)
+    and then crashes the process with a segmentation fault in its backward pass, past every check of the
+    loss: a diverged pose, depth or focal length must stop here, where the loop can still report it.
+
+    Args:
+        grid: (B, H, W, 2) normalised sampling coordinates.
+    """
+    if not torch.isfinite(grid.detach()).all():
+        raise NonFiniteError(
+            "non-finite sampling grid in warp_frame: a depth, pose or intrinsics value became NaN/Inf"
+        )
 
 
 def resize_intrinsics(K: Tensor, image_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:

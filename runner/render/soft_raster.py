@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from runner.errors import NonFiniteError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
 from runner.render.base import Fragments
@@ -153,6 +154,8 @@ def project_faces(meshes: Meshes, cameras: PinholeCamera, znear: float) -> tuple
         [scene units] (1 at invalid vertices, so that divisions stay finite), and valid (F,) bool.
     """
     verts = meshes.verts_packed
+    if not bool(torch.isfinite(verts.detach()).all()):  # NaN z is never "in front": it would vanish silently
+        raise NonFiniteError("non-finite mesh vertex in the soft rasteriser: the fitted vertices became NaN/Inf")
     v2m = meshes.vert_to_mesh
     pose = cameras.cam_from_world[v2m]  # (V, 4, 4)
     points_cam = (pose[:, :3, :3] @ verts[:, :, None]).squeeze(-1) + pose[:, :3, 3]
@@ -200,6 +203,7 @@ def rasterize(face_uv: Tensor, face_z: Tensor, valid: Tensor, face_to_image: Ten
     blur_px2 = blur_radius / ndc_per_px**2
     u, v = face_uv.unbind(-1)
     with torch.no_grad():
+        _check_finite_faces(face_uv, face_z, valid)
         pix, face, zbuf = _candidates(u.detach(), v.detach(), face_z.detach(), valid, face_to_image, H, W,
                                       blur_px2, _MIN_AREA2_NDC / ndc_per_px**2, cull_backfaces, max_pairs)
         keep = _nearest_k(pix, zbuf, batch_size * H * W, faces_per_pixel)
@@ -292,6 +296,20 @@ def _pair_geometry(px: Tensor, py: Tensor, ax: Tensor, ay: Tensor, bx: Tensor, b
     return dist, inside, l
 
 
+def _check_finite_faces(face_uv: Tensor, face_z: Tensor, valid: Tensor) -> None:
+    """Raise :class:`NonFiniteError` when a face to draw has a NaN/Inf vertex.
+
+    Its bounding box would be cast to garbage pixel indices (and a run of a diverged fit would ask for
+    an enormous allocation or index out of range instead of stopping with the loop's non-finite error).
+
+    Args:
+        face_uv: (F, 3, 2) vertex pixel coordinates; face_z: (F, 3) depths; valid: (F,) faces to draw.
+    """
+    finite = torch.isfinite(face_uv).all(dim=(1, 2)) & torch.isfinite(face_z).all(dim=1)
+    if not bool((finite | ~valid).all()):
+        raise NonFiniteError("non-finite projected vertex in the soft rasteriser: a camera became NaN/Inf")
+
+
 def _twice_signed_area(ax: Tensor, ay: Tensor, bx: Tensor, by: Tensor, cx: Tensor, cy: Tensor) -> Tensor:
     """Twice the signed area of triangles abc from their (M,) vertex coordinates [pixels^2]."""
     return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
@@ -316,10 +334,10 @@ def _candidates(u: Tensor, v: Tensor, z: Tensor, valid: Tensor, face_to_image: T
     if cull_backfaces:
         keep &= area2 < 0  # counter-clockwise from outside = clockwise in the v-down image
     reach = math.sqrt(blur_px2)
-    x0 = (u.amin(1) - reach).ceil().clamp(min=0).long()
-    y0 = (v.amin(1) - reach).ceil().clamp(min=0).long()
-    x1 = (u.amax(1) + reach).floor().clamp(max=W - 1).long()
-    y1 = (v.amax(1) + reach).floor().clamp(max=H - 1).long()
+    x0 = (u.amin(1) - reach).ceil().clamp(0, W).long()  # both sides clamped: huge coordinates stay in int64
+    y0 = (v.amin(1) - reach).ceil().clamp(0, H).long()
+    x1 = (u.amax(1) + reach).floor().clamp(-1, W - 1).long()
+    y1 = (v.amax(1) + reach).floor().clamp(-1, H - 1).long()
     nx, ny = (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
     ids = torch.nonzero(keep & (nx > 0) & (ny > 0)).squeeze(1)
     nx, ny, x0, y0 = nx[ids], ny[ids], x0[ids], y0[ids]

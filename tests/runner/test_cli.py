@@ -146,12 +146,14 @@ def test_nonfinite_skip_mode_completes(tmp_path):
         "task=pose_fit",
         "task.nan_at_step=15",
         "loop.nonfinite=skip",
+        "loop.max_skipped_fraction=0.25",
         "loop.steps=20",
         f"hydra.run.dir={run_dir}",
         toy=True,
     )
     assert out.returncode == 0, out.stderr
-    assert read_metrics(run_dir)["status"] == "completed"
+    m = read_metrics(run_dir)
+    assert m["status"] == "completed" and m["skipped_steps"] == 5
     assert "step skipped" in (run_dir / "run.log").read_text()
 
 
