@@ -54,7 +54,6 @@ _NO_VALIDATION = {
     "--version",
     "-sc",
     "--shell-completion",
-    "--experimental-rerun",
 }
 
 
@@ -158,9 +157,14 @@ def _predict(run_dir: Path, input_path: Path, out: Path) -> int:
 
 def run(args: list[str]) -> int:
     """``dwx run``: validate the overrides, then let Hydra run the job(s)."""
-    from runner.errors import UserError
+    from runner.errors import InputError, UserError
 
     try:
+        if any(a.split("=")[0] == "--experimental-rerun" for a in args):
+            raise InputError(
+                "--experimental-rerun is refused: Hydra unpickles the given file, which runs any code a shared "
+                "run folder holds; continue a run with resume=RUN_DIR"
+            )
         args = _with_resume(args)
         if not any(a.split("=")[0] in _NO_VALIDATION for a in args):
             _validate(args)
@@ -234,11 +238,61 @@ def _with_resume(args: list[str]) -> list[str]:
         raise InputError(f"resume={run_dir}: not a dwx run folder (no .hydra/overrides.yaml)")
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         raise InputError(f"resume={run_dir}: the run left no checkpoints/last.pt to continue from")
-    from omegaconf import OmegaConf
-
-    original = [o for o in OmegaConf.load(saved) if not o.startswith("resume=") and not o.startswith("hydra.run.dir")]
+    original = _saved_overrides(saved)
     rest = [a for a in overrides if not a.startswith("resume=")]
     return [*flag_tokens, *original, *rest, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
+
+
+def _saved_overrides(saved: Path) -> list[str]:
+    """The overrides a run folder recorded (except its own ``resume=``), each checked by :func:`_unsafe_override`.
+
+    A run folder is data, never code: it may be someone else's. Its overrides.yaml is read as plain YAML
+    (no interpolation is resolved) and must be a list of strings; an override that could run code or
+    change Hydra itself is refused with an InputError, before anything is composed or run.
+    """
+    import yaml
+
+    from runner.errors import InputError
+
+    try:
+        original = yaml.safe_load(saved.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InputError(f"resume: cannot read {saved}: {(str(e).splitlines() or [type(e).__name__])[0]}") from e
+    if not isinstance(original, list) or not all(isinstance(o, str) for o in original):
+        raise InputError(f"resume: {saved} is not a list of override strings")
+    original = [o for o in original if not o.startswith("resume=")]
+    for o in original:
+        problem = _unsafe_override(o)
+        if problem:
+            raise InputError(
+                f"resume: {saved} holds the override {o[:120]!r}, which {problem}; a run folder may only set "
+                "config values: remove that line to resume"
+            )
+    return original
+
+
+def _unsafe_override(override: str) -> str | None:
+    """Why a saved override must not be re-applied on resume, or None when it only sets a config value.
+
+    Refused: Hydra's own config (``hydra.*``, ``hydra/launcher=...``: launcher, search path, job
+    environment), a ``_target_`` anywhere (a class or function to call), an interpolation ``${...}`` (a
+    resolver could run code; no override dwx records holds one), a key that is not a dotted name (Hydra
+    flags such as ``--config-dir``, group paths, ``@package``) and a group option given as a path
+    (``task=../../x`` loads any YAML file).
+    """
+    import re
+
+    key, _, value = override.strip().lstrip("+~").partition("=")
+    key = key.strip()
+    if re.split(r"[./@]", key)[0] == "hydra":
+        return "changes Hydra's own config"
+    if "_target_" in override:
+        return "names a class or function to instantiate (_target_)"
+    if "${" in override:
+        return "holds an interpolation (${...}), whose resolver could run code"
+    if not re.fullmatch(r"[A-Za-z_][\w-]*(\.[\w-]+)*", key) or ("." not in key and "/" in value):
+        return "is not a plain key=value (a Hydra flag, a group path or @package, or a config file given by path)"
+    return None
 
 
 def _first_of_sweeps(overrides: list[str]) -> list[str]:

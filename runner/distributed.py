@@ -1,8 +1,12 @@
 """Data-parallel training of one run on several processes (torch.distributed, started by torchrun).
 
-``torchrun --nproc_per_node=N -m runner.cli run task=... hydra.run.dir=DIR`` starts N copies of the
-run; each reads its rank and the world size from torchrun's environment (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). Every rank builds the same task from the same seed
+``torchrun --nproc_per_node=N --rdzv-endpoint=127.0.0.1:PORT -m runner.cli run task=... hydra.run.dir=DIR``
+starts N copies of the run that meet on loopback (torchrun's static rendezvous). torchrun's store still
+listens on PORT on every interface, and ``--standalone`` / ``--rdzv-backend=c10d`` unpickle what it holds:
+see the README before running where others can reach the machine, and for several nodes
+(``--nnodes/--node_rank`` with ``--rdzv-endpoint=HOST:PORT``, on a trusted network only). Each copy
+reads its rank and the world size from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``). Every rank builds the same task from the same seed
 and draws the same global batch from the step's generator; :meth:`runner.task.Task.shard` keeps its
 own share, the loop averages the gradients over the ranks (:func:`average_gradients`) before the
 optimiser step, so every rank takes the same step, and only rank 0 logs, writes checkpoints,

@@ -5,22 +5,28 @@
 #   scripts/slurm_cluster.sh start    # write slurm.conf, start munged, slurmctld, slurmd; wait until idle
 #   scripts/slurm_cluster.sh stop     # stop the daemons this script started (by their pid files)
 #   scripts/slurm_cluster.sh status   # sinfo
+#   eval "$(scripts/slurm_cluster.sh env)"   # point this shell's sbatch, squeue, sacct, sinfo at it
 #
 # Needs Debian's slurm-wlm and munge (apt-get install -y slurm-wlm munge) and root. Every daemon
-# listens on 127.0.0.1 only. State lives in $DWX_SLURM_STATE (default /var/lib/dwx-slurm); the config
-# is written to /etc/slurm/slurm.conf, where sbatch, squeue and sinfo look for it.
+# listens on 127.0.0.1 only. State and config live in $DWX_SLURM_STATE (default /var/lib/dwx-slurm):
+# the config is $DWX_SLURM_STATE/slurm.conf, never the system's /etc/slurm/slurm.conf (left untouched).
+# The daemons get it with -f; clients (sbatch, squeue, sacct, sinfo: submitit calls them from the
+# environment of `dwx run`) find it through SLURM_CONF, which `env` prints and `start` reminds of.
 set -euo pipefail
 
-STATE=${DWX_SLURM_STATE:-/var/lib/dwx-slurm}
-CONF=/etc/slurm/slurm.conf
+STATE=$(realpath -m "${DWX_SLURM_STATE:-/var/lib/dwx-slurm}")  # absolute: SLURM_CONF is used from anywhere
+CONF=$STATE/slurm.conf
+export SLURM_CONF=$CONF  # for the clients this script runs (sinfo, scontrol)
 
 die() { echo "slurm_cluster: $*" >&2; exit 1; }
+
+env_line() { printf 'export SLURM_CONF=%q\n' "$CONF"; }
 
 write_conf() {
   local cpus mem
   cpus=$(nproc)
   mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)  # [MB], leave 20% to the system
-  mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/log" /etc/slurm
+  mkdir -p "$STATE/ctld" "$STATE/spool" "$STATE/log"
   cat >"$CONF" <<EOF
 # Written by dwx scripts/slurm_cluster.sh: a single-node cluster on loopback.
 ClusterName=dwx
@@ -61,15 +67,15 @@ start() {
     runuser -u munge -- /usr/sbin/munged
   fi
   if [ ! -f "$STATE/slurmctld.pid" ] || ! kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null; then
-    slurmctld -i  # -i: ignore state left by an earlier cluster
+    slurmctld -f "$CONF" -i  # -i: ignore state left by an earlier cluster
   fi
   if [ ! -f "$STATE/slurmd.pid" ] || ! kill -0 "$(cat "$STATE/slurmd.pid")" 2>/dev/null; then
-    slurmd
+    slurmd -f "$CONF"
   fi
   for _ in $(seq 1 60); do
     if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
       scontrol update NodeName=localhost State=RESUME >/dev/null 2>&1 || true
-      echo "slurm_cluster: up ($(sinfo -h -o '%P %D %T %c cpus'))"
+      echo "slurm_cluster: up ($(sinfo -h -o '%P %D %T %c cpus')); clients need: $(env_line)"
       return 0
     fi
     scontrol update NodeName=localhost State=RESUME >/dev/null 2>&1 || true
@@ -92,5 +98,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) sinfo ;;
-  *) die "usage: $0 start|stop|status" ;;
+  env) env_line ;;
+  *) die "usage: $0 start|stop|status|env" ;;
 esac

@@ -1,30 +1,149 @@
-"""Run a trained depth network on a new video: ``dwx predict RUN_DIR INPUT --out DIR``."""
+"""Run a trained depth network on a new video: ``dwx predict RUN_DIR INPUT --out DIR``.
+
+A run folder is data, never code: its ``.hydra/config.yaml`` is read without resolving interpolations,
+``task.depth_net`` may only name one of dwx's own networks (:data:`DEPTH_NETS`, by the exact ``_target_``)
+and gives it keyword arguments whose names and types are checked against the constructor's signature;
+nothing in the folder is instantiated. The weights are read with ``weights_only=True``.
+"""
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from runner.errors import InputError
 from tasks.depth_from_video.data import read_frames, resize_frames
-from tasks.depth_from_video.models import disp_to_depth
+from tasks.depth_from_video.models import DepthNet, disp_to_depth
 from tasks.depth_from_video.task import write_depth_maps
+
+TASK_TARGET = "tasks.depth_from_video.task.DepthFromVideo"
+# The networks a run folder may name as task.depth_net, by their exact _target_ (an allow-list).
+DEPTH_NETS: dict[str, type[nn.Module]] = {"tasks.depth_from_video.models.DepthNet": DepthNet}
 
 
 def read_run(run_dir: Path) -> tuple[DictConfig, dict]:
-    """The config and the saved weights (``artifacts/weights.pt``) of a finished depth_from_video run."""
+    """The config (unresolved) and the saved weights (``artifacts/weights.pt``) of a finished depth_from_video run."""
     config, weights = run_dir / ".hydra" / "config.yaml", run_dir / "artifacts" / "weights.pt"
     if not config.is_file() or not weights.is_file():
         raise InputError(
             f"{run_dir} is not a finished depth_from_video run (needs .hydra/config.yaml and artifacts/weights.pt)"
         )
-    cfg = OmegaConf.load(config)
-    if not str(cfg.task.get("_target_", "")).endswith("DepthFromVideo"):
-        raise InputError(f"{run_dir} is a run of {cfg.task.get('_target_')}, not of task=depth_from_video")
-    return cfg, torch.load(weights, map_location="cpu", weights_only=True)
+    cfg = _load_config(config)
+    target = plain(cfg, "task", "_target_")
+    if target != TASK_TARGET:
+        raise InputError(f"{run_dir} is a run of {_show(target)}, not of task=depth_from_video")
+    return cfg, _load_weights(weights)
+
+
+def _load_config(path: Path) -> DictConfig:
+    """``path`` as a config mapping; a file YAML cannot read, or that is not a mapping, is an InputError."""
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # YAML syntax, duplicate keys, bad encoding: say which, not a parser traceback
+        raise InputError(f"{path}: not a readable config: {_first_line(e)}") from e
+    if not isinstance(cfg, DictConfig):
+        raise InputError(f"{path}: expected a mapping of config keys, got a {type(cfg).__name__}")
+    return cfg
+
+
+def _load_weights(path: Path) -> dict:
+    """The weights a depth_from_video run saves: ``depth_net`` state and the ``min_depth``/``max_depth`` range."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, not a pickle traceback
+        raise InputError(f"{path}: cannot read weights: {_first_line(e)}") from e
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("depth_net"), dict)
+        or not all(_matches(state.get(k), float) for k in ("min_depth", "max_depth"))
+    ):
+        raise InputError(f"{path}: not the weights.pt of a depth_from_video run (depth_net, min_depth, max_depth)")
+    return state
+
+
+def plain(cfg: DictConfig, *keys: str) -> object:
+    """The value at ``cfg[keys[0]][keys[1]]...`` as plain Python (interpolations kept as text); None if absent."""
+    node = OmegaConf.to_container(cfg, resolve=False)
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def build_depth_net(spec: object) -> nn.Module:
+    """The network ``task.depth_net`` describes, one of :data:`DEPTH_NETS` built from checked keyword arguments.
+
+    Raises :class:`InputError` naming the key for a ``_target_`` outside the allow-list, an argument the
+    constructor does not take, or a value of the wrong type (nested configs and ``_target_`` included).
+    """
+    if not isinstance(spec, dict):
+        raise InputError(f"task.depth_net must be a mapping with a _target_, got {_show(spec)}")
+    kwargs = dict(spec)
+    target = kwargs.pop("_target_", None)
+    if not isinstance(target, str) or target not in DEPTH_NETS:
+        raise InputError(
+            f"task.depth_net._target_ is {_show(target)}, not one of dwx's networks ({', '.join(DEPTH_NETS)})"
+        )
+    cls = DEPTH_NETS[target]
+    params, hints = inspect.signature(cls).parameters, typing.get_type_hints(cls.__init__)
+    for key, value in kwargs.items():
+        if key not in params:
+            raise InputError(f"task.depth_net.{key}: {target} takes no such argument (it takes {', '.join(params)})")
+        if not _matches(value, hints[key]):
+            raise InputError(f"task.depth_net.{key} must be {_describe(hints[key])}, got {_show(value)}")
+    return cls(**kwargs)
+
+
+def image_size(cfg: DictConfig) -> tuple[int, int]:
+    """``data.image_size`` of the run, (H, W): two positive integers."""
+    size = plain(cfg, "data", "image_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_matches(s, int) and s > 0 for s in size)):
+        raise InputError(f"data.image_size must be two positive integers [H, W], got {_show(size)}")
+    return size[0], size[1]
+
+
+def _matches(value: object, annotation: object) -> bool:
+    """Whether a plain config value fits a constructor annotation: bool, int, float (ints too), str, None,
+    a Literal, a union of these, or a homogeneous list / ``tuple[X, ...]`` (given as a list) of them."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation in (bool, str, type(None)):
+        return type(value) is annotation
+    if annotation in (int, float):
+        return type(value) is int or (annotation is float and type(value) is float)
+    if origin is typing.Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is list or (origin is tuple and args[1:] == (Ellipsis,)):
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    return False  # any other annotation: no value from a run folder is accepted for it
+
+
+def _describe(annotation: object) -> str:
+    """An annotation in words, for error messages (``tuple[int, ...]`` -> "a list of int")."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0])}"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _show(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(e: Exception) -> str:
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
 def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 16) -> int:
@@ -34,11 +153,14 @@ def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 1
     written to ``out_dir`` as .npy and 16-bit PNG (x1000). Returns the number of frames.
     """
     cfg, state = read_run(run_dir)
-    depth_net = instantiate(cfg.task.depth_net)
-    depth_net.load_state_dict(state["depth_net"])
+    depth_net = build_depth_net(plain(cfg, "task", "depth_net"))
+    size = image_size(cfg)
+    try:
+        depth_net.load_state_dict(state["depth_net"])
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {_first_line(e)}") from e
     depth_net.eval()
-    image_size = tuple(cfg.data.image_size)
-    frames = resize_frames(read_frames(input_path), image_size)
+    frames = resize_frames(read_frames(input_path), size)
     with torch.no_grad():
         disp = torch.cat([depth_net(chunk)[0] for chunk in torch.split(frames, batch)])
     depth = disp_to_depth(disp, state["min_depth"], state["max_depth"])[:, 0]

@@ -27,15 +27,15 @@ def _free_port() -> int:
 
 
 def torchrun(*overrides: str, toy: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node=2 -m runner.cli run OVERRIDES`` on this machine, gloo on the CPU."""
+    """``torchrun --nproc_per_node=2 --rdzv-endpoint=127.0.0.1:PORT -m runner.cli run OVERRIDES`` (the README's
+    command: loopback, static rendezvous), gloo on the CPU."""
     cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nnodes=1",
         "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
+        f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
         "-m",
         "runner.cli",
         "run",

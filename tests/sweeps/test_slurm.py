@@ -1,6 +1,7 @@
 """A real SLURM sweep: jobs go through `hydra/launcher=slurm` (submitit) to the loopback cluster.
 
-Start the cluster first with ``scripts/slurm_cluster.sh start`` (CI does, see .ci/run).
+Start the cluster first with ``scripts/slurm_cluster.sh start`` and point the clients at its own config with
+``eval "$(scripts/slurm_cluster.sh env)"`` (SLURM_CONF; CI does both, see .ci/run).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def _cluster_problem() -> str | None:
     except subprocess.TimeoutExpired:
         return "sinfo timed out: no slurmctld answers"
     if out.returncode != 0 or not out.stdout.strip():
-        return f"no SLURM cluster answers ({out.stderr.strip()[:200]}); run scripts/slurm_cluster.sh start"
+        return (f"no SLURM cluster answers ({out.stderr.strip()[:200]}); run scripts/slurm_cluster.sh start and "
+                'eval "$(scripts/slurm_cluster.sh env)"')
     return None
 
 
