@@ -3,7 +3,9 @@ monodepth2, Godard et al. ICCV 2019).
 
 A DepthNet predicts the disparity of a target frame, a PoseNet the motion to each source frame of
 the window; the sources are inverse-warped into the target view and compared photometrically. No
-depth label is used in training; ground truth only enters :meth:`DepthFromVideo.evaluate`.
+depth label is used in training; ground truth only enters :meth:`DepthFromVideo.evaluate`. Without it
+(the user's own video) the main metric is ``val_photometric``, the same photometric reprojection error
+on the held-out test snippets.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from runner.logging import Logger
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
 from runner.task import Task
-from tasks.depth_from_video.data import Sequence, Splits, resize_frames
+from tasks.depth_from_video.data import FramesVideo, Sequence, Splits, resize_frames
 from tasks.depth_from_video.metrics import (
     absolute_trajectory_error,
     align_scale,
@@ -93,6 +95,11 @@ class DepthFromVideo(Task):
             ``max_depth`` and passes no gradient. The term fixes the gauge and leaves every depth ratio and
             the photometric optimum as they were. 0 = off.
         seed: batch and augmentation seed.
+
+    Attributes:
+        metric: ``abs_rel`` when the test data holds ground-truth depth, else ``val_photometric``
+            (:meth:`setup` decides from the loaded data); both ``min``.
+        has_ground_truth: a test sequence holds depth (set by :meth:`setup`).
     """
 
     metric = "abs_rel"
@@ -182,6 +189,7 @@ class DepthFromVideo(Task):
         self._coarse_now = False  # the last training batch was coarse: evaluation then reads frames at that size
         self.splits: Splits | None = None
         self.snippets: Tensor | None = None  # (N, 2) int64: (sequence index, target frame index)
+        self.has_ground_truth = True
         self._last: dict[str, Tensor | None] = {}  # the last step's scale-0 views, for visuals
 
     # ------------------------------------------------------------------ data
@@ -193,17 +201,49 @@ class DepthFromVideo(Task):
         sizes = {seq.image_size for seq in splits.train}
         if len(sizes) > 1:
             raise InputError(f"training sequences differ in image size: {sorted(sizes)}")
-        lo, hi = min(self.window), max(self.window)
-        need = hi - lo + 1
-        snippets = [(i, t) for i, seq in enumerate(splits.train) for t in range(-lo, len(seq) - hi)]
+        snippets = [(i, t) for i, seq in enumerate(splits.train) for t in self._snippet_targets(seq)]
         if not snippets:
             longest = max(len(s) for s in splits.train)
             raise InputError(
-                f"the frame window {self.window} needs sequences of at least {need} frames; the longest "
-                f"training sequence has {longest}"
+                f"the frame window {self.window} needs sequences of at least {self._window_length} frames; the "
+                f"longest training sequence has {longest}"
             )
+        self._choose_metric(splits.test)
         self.snippets = torch.tensor(snippets, dtype=torch.int64)
         self.splits = Splits([_to(s, device) for s in splits.train], [_to(s, device) for s in splits.test])
+
+    @property
+    def _window_length(self) -> int:
+        """Frames a snippet spans."""
+        return max(self.window) - min(self.window) + 1
+
+    def _snippet_targets(self, seq: Sequence) -> range:
+        """The target frame indices of ``seq`` whose whole frame window lies inside it."""
+        return range(-min(self.window), len(seq) - max(self.window))
+
+    def _choose_metric(self, test: list[Sequence]) -> None:
+        """``abs_rel`` when a test sequence holds ground-truth depth, else ``val_photometric``, which needs
+        one test snippet (a whole frame window): checked here, before any training."""
+        self.has_ground_truth = any(seq.depth is not None for seq in test)
+        if self.has_ground_truth:
+            self.metric = "abs_rel"
+            return
+        if not any(self._snippet_targets(seq) for seq in test):
+            raise InputError(
+                f"without ground-truth depth ({self._no_ground_truth_reason()}) a run is scored by the photometric "
+                f"error on held-out snippets, but the frame window {self.window} needs {self._window_length} test "
+                f"frames and the longest test sequence has {max(len(s) for s in test)}: raise data.test_fraction "
+                "or give more frames"
+            )
+        self.metric = "val_photometric"
+        log.info("no ground-truth depth (%s): the main metric is val_photometric, the photometric reprojection "
+                 "error on the held-out test snippets; no abs_rel", self._no_ground_truth_reason())
+
+    def _no_ground_truth_reason(self) -> str:
+        """Why the test data holds no depth, in the user's terms."""
+        if isinstance(self.data, FramesVideo):
+            return "data.depth_path not set"
+        return "the test sequences hold none"
 
     def steps_per_epoch(self) -> int:
         return max(1, len(self.snippets) // self.batch_size)
@@ -333,13 +373,8 @@ class DepthFromVideo(Task):
                 tgt, srcs, K_s, identity_s = target, sources, K, identity
                 disp_warp = F.interpolate(disp, size=(H, W), mode="bilinear", align_corners=False) if s else disp
             depth = disp_to_depth(disp_warp, self.min_depth, self.max_depth)
-            warped, errors = [], []
-            for src, src_from_dst in zip(srcs, poses):
-                w, _ = warp_frame(src, depth, src_from_dst, K_s, padding="border",
-                                  min_depth_ratio=self.warp_min_depth_ratio)
-                warped.append(w)
-                errors.append(photometric_error(w, tgt, self.ssim_alpha))
-            reproj = min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)
+            warped, errors = self.reprojection_errors(tgt, srcs, depth, poses, K_s)
+            reproj = self._reduce_sources(errors)
             if self.use_automask:
                 # tie-breaking noise drawn for the global batch, this rank's share kept
                 shape = (self.batch_size, len(errors), *tgt.shape[-2:])
@@ -368,6 +403,33 @@ class DepthFromVideo(Task):
             drift = [disps[s].mean((1, 2, 3)).log().mean() - anchor for s in self.scales]
             terms["scale_anchor"] = self.scale_anchor_weight * sum(d * d for d in drift) / n
         return terms
+
+    def reprojection_errors(
+        self, target: Tensor, sources: list[Tensor], depth: Tensor, poses: list[Tensor], K: Tensor
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Each source inverse-warped into the target view through the target's depth, and its per-pixel
+        photometric (SSIM + L1) error against the target.
+
+        Args:
+            target: (B, 3, H, W).
+            sources: [(B, 3, H, W)], one per source.
+            depth: (B, 1, H, W) target depth [the poses' units].
+            poses: [(B, 4, 4)] ``src_from_dst`` per source (:meth:`relative_poses`).
+            K: (B, 3, 3) intrinsics of (H, W).
+        Returns:
+            The warped sources [(B, 3, H, W)] and their errors [(B, 1, H, W)].
+        """
+        warped, errors = [], []
+        for src, src_from_dst in zip(sources, poses):
+            w, _ = warp_frame(src, depth, src_from_dst, K, padding="border", min_depth_ratio=self.warp_min_depth_ratio)
+            warped.append(w)
+            errors.append(photometric_error(w, target, self.ssim_alpha))
+        return warped, errors
+
+    def _reduce_sources(self, errors: list[Tensor]) -> Tensor:
+        """[(B, 1, H, W)] per-source errors -> (B, 1, H, W): their per-pixel minimum (``min_reprojection``)
+        or mean."""
+        return min_reprojection(errors) if self.use_min_reprojection else mean_reprojection(errors)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -421,19 +483,14 @@ class DepthFromVideo(Task):
                 yield scaled.clamp(self.eval_min_depth, self.eval_max_depth), gt, mask
 
     def evaluate(self) -> dict[str, float]:
-        per_image, baseline = [], []
+        """Depth metrics against ground truth (when the test data holds it), ``val_photometric`` (when a
+        test sequence holds a whole frame window), saturation, and the ATE (with ground-truth poses)."""
         disparities = [self._sequence_disparities(seq) for seq in self.splits.test]  # one pass over the frames
         predictions = [(seq, self._depth_of(seq, d)) for seq, d in zip(self.splits.test, disparities)]
-        for scaled, gt, mask in self.scored_frames(predictions):
-            per_image.append(compute_depth_metrics(scaled, gt, mask))
-            baseline.append(baseline_constant_depth(gt, mask))
-        if not per_image:
-            raise InputError(
-                "no test frame has ground-truth depth: evaluation needs depth (data.depth_path, or a source with depth)"
-            )
-        metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
-        metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
-        metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
+        metrics = self._depth_metrics(predictions) if self.has_ground_truth else {}
+        photometric = self.val_photometric(predictions)
+        if photometric is not None:
+            metrics["val_photometric"] = photometric
         by_scale = self.saturation_by_scale(disparities)
         metrics["saturated"] = by_scale[0]
         metrics.update({f"saturated_s{s}": f for s, f in by_scale.items() if s})
@@ -447,6 +504,67 @@ class DepthFromVideo(Task):
         if ate is not None:
             metrics["ate"] = ate
         return metrics
+
+    def _depth_metrics(self, predictions: list[tuple[Sequence, Tensor]]) -> dict[str, float]:
+        """Mean per-image depth metrics of :meth:`scored_frames` and of the constant-depth baseline."""
+        per_image, baseline = [], []
+        for scaled, gt, mask in self.scored_frames(predictions):
+            per_image.append(compute_depth_metrics(scaled, gt, mask))
+            baseline.append(baseline_constant_depth(gt, mask))
+        if not per_image:
+            raise InputError(
+                "no test frame has ground-truth depth: evaluation needs depth (data.depth_path, or a source with depth)"
+            )
+        metrics = {k: float(np.mean([m[k] for m in per_image])) for k in per_image[0]}
+        metrics["baseline_abs_rel"] = float(np.mean([m["abs_rel"] for m in baseline]))
+        metrics["baseline_a1"] = float(np.mean([m["a1"] for m in baseline]))
+        return metrics
+
+    def val_photometric(self, predictions: list[tuple[Sequence, Tensor]]) -> float | None:
+        """The training's photometric reprojection error on every test snippet, averaged over snippets; None
+        when no test sequence holds a whole frame window.
+
+        Each snippet's target is warped from its sources with the predicted full-size depth and PoseNet's
+        poses (:meth:`snippet_poses`) and scored as :meth:`loss` scores scale 0: SSIM + L1, minimum (or
+        mean) over the sources, mean over the pixels; no augmentation, auto-mask or smoothness. The
+        auto-mask is left out because it drops the pixels a worse depth explains worse.
+
+        Args:
+            predictions: each test sequence with its predicted depth (T, H, W) [network units].
+        """
+        errors = [self.snippet_photometric(seq, depth, self.snippet_poses(seq))
+                  for seq, depth in predictions if self._snippet_targets(seq)]
+        return torch.cat(errors).mean().item() if errors else None
+
+    def snippet_poses(self, seq: Sequence) -> list[Tensor]:
+        """PoseNet's ``src_from_dst`` for every snippet of a sequence (:meth:`_snippet_targets`), with the
+        network in eval mode and the frames at the training size: one (N, 4, 4) per source offset."""
+        frames = self._at_training_size(seq.frames)
+        targets = torch.tensor(self._snippet_targets(seq), device=frames.device)
+        self.pose_net.eval()
+        chunks = [self.relative_poses(frames[t], [frames[t + o] for o in self.sources], self.sources)
+                  for t in torch.split(targets, 16)]
+        self.pose_net.train()
+        return [torch.cat(poses) for poses in zip(*chunks)]
+
+    def snippet_photometric(self, seq: Sequence, depth: Tensor, poses: list[Tensor]) -> Tensor:
+        """(N,) photometric reprojection error of each snippet of a sequence (:meth:`val_photometric`).
+
+        Args:
+            seq: frames (T, 3, H, W) and K.
+            depth: (T, H, W) depth of every frame [the poses' units].
+            poses: one (N, 4, 4) ``src_from_dst`` per source offset, for the targets of
+                :meth:`_snippet_targets` (:meth:`snippet_poses`, or ground truth).
+        """
+        targets = torch.tensor(self._snippet_targets(seq), device=seq.frames.device)
+        out = []
+        for index in torch.split(torch.arange(len(targets), device=targets.device), 16):
+            t = targets[index]
+            sources = [seq.frames[t + o] for o in self.sources]
+            K = seq.K.expand(len(t), 3, 3)
+            _, errors = self.reprojection_errors(seq.frames[t], sources, depth[t, None], [p[index] for p in poses], K)
+            out.append(self._reduce_sources(errors).mean((1, 2, 3)))
+        return torch.cat(out)
 
     def _pose_ate(self) -> float | None:
         """Mean ATE over test sequences with ground-truth poses: chained predicted motion, scale-aligned."""
@@ -518,10 +636,16 @@ class DepthFromVideo(Task):
         )
 
     def summary(self, metrics):
+        if not self.has_ground_truth:
+            return (f"val_photometric={metrics['val_photometric']:.4f} (no ground-truth depth: "
+                    f"{self._no_ground_truth_reason()}, so no abs_rel; the photometric reprojection error on the "
+                    "held-out test snippets)")
         text = (f"abs_rel={metrics['abs_rel']:.4f} (constant-depth baseline {metrics['baseline_abs_rel']:.4f}), "
                 f"a1={metrics['a1']:.3f}")
         if "ate" in metrics:
             text += f", ATE={metrics['ate']:.4f}"
+        if "val_photometric" in metrics:
+            text += f", val_photometric={metrics['val_photometric']:.4f}"
         return text
 
 
