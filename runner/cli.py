@@ -132,11 +132,20 @@ def _export_data(out: Path, overrides: list[str]) -> int:
     """``dwx data export DIR task=<name> ...``: write the task's data source to DIR in open formats."""
     from hydra.utils import instantiate
 
-    from runner.errors import ConfigError
+    from runner.errors import ConfigError, InputError
 
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise InputError(f"dwx data export: {out} already exists{'' if out.is_file() else ' and is not empty'}; "
+                         "choose a new folder (nothing was written)")
     cfg = _validate(overrides)
-    if cfg.get("data") is None:
-        raise ConfigError(f"task={cfg.task.get('_target_')} has no data source to export (data=null)")
+    target = (cfg.get("data") or {}).get("_target_") or ""
+    if not target.startswith("tasks.depth_from_video.data."):
+        task = str(cfg.task.get("_target_"))
+        sources = ", ".join(sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml")))
+        raise ConfigError(
+            f"task={task.split('.')[1] if task.startswith('tasks.') else task} has no data set to export: "
+            f"dwx data export writes the videos of task=depth_from_video (data={sources})"
+        )
     from tasks.depth_from_video.data import export_splits
 
     splits = instantiate(cfg.data).load()

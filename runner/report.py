@@ -12,21 +12,46 @@ import csv
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 
 def collect_runs(root: Path) -> list[dict]:
-    """Every metrics.json below ``root`` (or ``root`` itself), with its folder relative to ``root``."""
+    """Every metrics.json below ``root`` (or ``root`` itself), with its folder relative to ``root``.
+
+    A file that cannot be read as a run record becomes ``{"run", "status": "unreadable", "error": why}``.
+    """
     files = [root / "metrics.json"] if (root / "metrics.json").is_file() else sorted(root.rglob("metrics.json"))
     runs = []
     for f in files:
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+        data, problem = _read_record(f)
+        if problem is not None:
+            data = {"status": "unreadable", "error": problem}
         data["run"] = str(f.parent.relative_to(root)) if f.parent != root else "."
         runs.append(data)
     return runs
+
+
+def _read_record(path: Path) -> tuple[dict | None, str | None]:
+    """(the record in a metrics.json, None) or (None, why it is not a record the table can show)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, f"not valid JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    if not isinstance(data, dict):
+        return None, f"not a JSON object but a {type(data).__name__}"
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return None, f"metrics is a {type(metrics).__name__}, not an object of numbers"
+    bad = [k for k, v in metrics.items() if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if bad:
+        return None, f"non-numeric metric(s) {', '.join(f'{k}={metrics[k]!r}' for k in bad)[:200]}"
+    if not isinstance(data.get("main_metric"), (str, type(None))):
+        return None, f"main_metric is a {type(data['main_metric']).__name__}, not a name"
+    overrides = data.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        return None, "overrides is not a list of strings"
+    return data, None
 
 
 def _override_dict(run: dict) -> dict[str, str]:
@@ -42,7 +67,8 @@ def _sort_key(run: dict):
 
 
 def build_table(runs: list[dict]) -> tuple[list[str], list[list]]:
-    """(header, rows) with the varying overrides, status and metrics, best run first."""
+    """(header, rows) with the varying overrides, status and metrics, best run first; an ``error`` column
+    (why a run failed, stopped or is unreadable) when a run that did not complete gives a reason."""
     runs = sorted(runs, key=_sort_key)
     overrides = [_override_dict(r) for r in runs]
     keys = sorted({k for o in overrides for k in o})
@@ -52,9 +78,11 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[list]]:
         for name in [r.get("main_metric"), *r.get("metrics", {})]:
             if name and name not in metric_names:
                 metric_names.append(name)
+    errors = [r.get("error") if r.get("status") != "completed" else None for r in runs]
     header = ["run", "task", *varying, "status", "steps", "wall_time_s", *metric_names]
+    header += ["error"] if any(errors) else []
     rows = []
-    for r, o in zip(runs, overrides):
+    for r, o, error in zip(runs, overrides, errors):
         m = r.get("metrics", {})
         rows.append(
             [
@@ -65,6 +93,7 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[list]]:
                 r.get("steps"),
                 r.get("wall_time_s"),
                 *[m.get(name, "") for name in metric_names],
+                *([error] if any(errors) else []),
             ]
         )
     return header, rows
@@ -91,18 +120,25 @@ def render(header: list[str], rows: list[list], fmt: str) -> str:
 
 
 def report_main(root: Path, fmt: str) -> int:
+    """Print the table of the runs under ``root`` (stdout); errors and unreadable runs go to stderr."""
     if not root.exists():
-        print(f"dwx: error: {root} does not exist; pass a run folder, a sweep folder or outputs/")
+        print(f"dwx: error: {root} does not exist; pass a run folder, a sweep folder or outputs/", file=sys.stderr)
         return 2
     runs = collect_runs(root)
     if not runs:
-        print(f"dwx: error: no metrics.json under {root}; is it a dwx run or sweep folder?")
+        print(f"dwx: error: no metrics.json under {root}; is it a dwx run or sweep folder?", file=sys.stderr)
         return 2
+    for r in runs:
+        if r.get("status") == "unreadable":
+            print(f"dwx: warning: {root / r['run'] / 'metrics.json'} is unreadable: {r['error']}", file=sys.stderr)
     header, rows = build_table(runs)
     print(render(header, rows, fmt))
     if len(runs) > 1:
-        (root / "report.md").write_text(render(header, rows, "markdown") + "\n")
-        _plot(runs, header[2 : header.index("status")], root / "report.png")
+        try:
+            (root / "report.md").write_text(render(header, rows, "markdown") + "\n")
+            _plot(runs, header[2 : header.index("status")], root / "report.png")
+        except OSError as e:  # a read-only folder copied back from a cluster: the table above is the report
+            print(f"dwx: warning: cannot write report.md / report.png into {root}: {e}", file=sys.stderr)
     return 0
 
 

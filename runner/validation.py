@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from runner.errors import ConfigError
 
@@ -36,14 +37,77 @@ def _positive_number(cfg: DictConfig, key: str, allow_none: bool = False) -> Non
     value = _select(cfg, key)
     if value is None and allow_none:
         return
-    if not _is_number(value) or not value > 0:
-        raise ConfigError(f"{key} must be a positive number, got {value!r}: set {key}=<number > 0>")
+    if not _is_number(value) or not 0 < value < math.inf:
+        raise ConfigError(f"{key} must be a positive finite number, got {value!r}: set {key}=<number > 0>")
 
 
 def _one_of(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
     value = _select(cfg, key)
     if value not in choices:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+_POSITIVE_INT = (lambda v: _is_int(v) and v > 0, "a positive integer", "int > 0")
+_POSITIVE = (lambda v: _is_finite(v) and v > 0, "a positive finite number", "number > 0")
+_NON_NEGATIVE = (lambda v: _is_finite(v) and v >= 0, "a finite number >= 0", "number >= 0")
+# Keys of the scheduler, renderer and data groups that must lie in a range, by name (a key means the same
+# in every config of a group that has it): (test, what the value must be, the fix's placeholder).
+_RANGES = {
+    **dict.fromkeys(("step_size", "T_max", "total_iters", "total_steps"), _POSITIVE_INT),  # schedulers [steps]
+    "warmup_steps": (lambda v: _is_int(v) and v >= 0, "a non-negative integer", "int >= 0"),
+    "gamma": _POSITIVE,  # decay factor of a scheduler; colour-blend temperature of soft_mesh
+    "eta_min": _NON_NEGATIVE,
+    "final_factor": _NON_NEGATIVE,
+    "start_factor": (lambda v: _is_finite(v) and 0 < v <= 1, "a number in (0, 1]", "fraction"),
+    **dict.fromkeys(("sigma", "sigma_scale", "cutoff", "near", "znear", "zfar", "shininess"), _POSITIVE),  # renderers
+    "blur_px": _NON_NEGATIVE,
+    "max_alpha": (lambda v: _is_finite(v) and 0 < v < 1, "a number in (0, 1)", "fraction"),
+    **dict.fromkeys(("supersample", "faces_per_pixel", "max_pairs", "tile_size", "max_chunk_elements"), _POSITIVE_INT),
+    "frame_stride": _POSITIVE_INT,  # data sources
+}
+
+
+def _ranges(cfg: DictConfig, node_key: str) -> None:
+    """Check every key of the config node at ``node_key`` that :data:`_RANGES` names (no node: nothing)."""
+    node = _select(cfg, node_key)
+    if not isinstance(node, DictConfig):
+        return
+    for name in node:
+        if name in _RANGES:
+            test, what, hint = _RANGES[name]
+            value = node.get(name)
+            if not test(value):
+                key = f"{node_key}.{name}"
+                raise ConfigError(f"{key} must be {what}, got {value!r}: set {key}=<{hint}>")
+
+
+def _ordered(cfg: DictConfig, node_key: str, low: str, high: str) -> None:
+    """``<node_key>.<low>`` must be below ``<node_key>.<high>`` when the node has both."""
+    node = _select(cfg, node_key)
+    if isinstance(node, DictConfig) and low in node and high in node and not node.get(low) < node.get(high):
+        raise ConfigError(
+            f"{node_key}.{low} must be less than {node_key}.{high}, got {node.get(low)!r} and {node.get(high)!r}: "
+            f"lower {node_key}.{low} or raise {node_key}.{high}"
+        )
+
+
+def _image_size(cfg: DictConfig, key: str) -> None:
+    """``key`` (when the config has it) must be [H, W]: two positive integers [px]."""
+    parent, _, name = key.rpartition(".")
+    node = _select(cfg, parent)
+    if not isinstance(node, DictConfig) or name not in node:
+        return
+    value = node.get(name)
+    if not isinstance(value, ListConfig) or len(value) != 2 or not all(_is_int(s) and s > 0 for s in value):
+        raise ConfigError(f"{key} must be [H, W], two positive integers [px], got {value!r}: e.g. {key}=[96,320]")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -84,3 +148,8 @@ def validate(cfg: DictConfig) -> None:
     device = cfg.get("device")
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
+    for node in ("scheduler", "renderer", "task.gt_renderer", "data"):
+        _ranges(cfg, node)
+    _ordered(cfg, "scheduler", "warmup_steps", "total_steps")
+    _ordered(cfg, "renderer", "znear", "zfar")
+    _image_size(cfg, "data.image_size")

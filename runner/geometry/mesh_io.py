@@ -80,7 +80,7 @@ def load_obj(path: str | os.PathLike, device=None, dtype: torch.dtype = torch.fl
         (Ht, Wt, 3) in [0, 1] when their material has a ``map_Kd``.
     Raises:
         FileNotFoundError: the OBJ, its MTL or its texture image is missing.
-        ValueError: malformed numbers, an index out of range, mixed face formats, no faces.
+        ValueError: malformed or non-finite (NaN, Inf) numbers, an index out of range, mixed face formats, no faces.
     """
     path = _existing_file(path)
     v_rows, vt_rows, f_rows = [], [], []
@@ -109,6 +109,7 @@ def load_obj(path: str | os.PathLike, device=None, dtype: torch.dtype = torch.fl
     if not f_rows:
         raise ValueError(f"{path}: no faces ('f' lines); dwx needs a triangle mesh, not a point cloud")
     v = _parse_table(v_rows, (3, 4, 6), "v", path)
+    _check_finite(v, "vertex", path)
     verts, colors = v[:, :3], (v[:, 3:6] if v.shape[1] == 6 else None)
     counts, tokens = _split_faces(f_rows)
     f_line = np.asarray(f_line)
@@ -125,6 +126,7 @@ def load_obj(path: str | os.PathLike, device=None, dtype: torch.dtype = torch.fl
             raise ValueError(f"{path}:{bad}: some faces have texture coordinates and others not; "
                              "pass load_textures=False to load the geometry only")
         uv = _parse_table(vt_rows, (2, 3), "vt", path)[:, :2]
+        _check_finite(uv, "texture coordinate", path)
         uv_idx = _resolve(idx[:, 1], np.asarray(f_nvt)[row_of_token], len(uv), "vt", f_line[row_of_token], path)
         verts_uvs = [torch.as_tensor(uv, dtype=dtype, device=device)]
         faces_uvs = [torch.as_tensor(uv_idx[tri_tokens], device=device)]
@@ -266,7 +268,8 @@ def load_ply(path: str | os.PathLike, device=None, dtype: torch.dtype = torch.fl
 
     Reads the ``vertex`` element (x, y, z and optional red, green, blue: integers are divided by their
     type's maximum) and the ``face`` element's vertex index list (polygons are fan-triangulated).
-    Other elements are skipped when they come after these two or have no list properties.
+    Other elements are skipped when they come after these two or have no list properties. A NaN or Inf
+    coordinate or colour is a ValueError.
     """
     path = _existing_file(path)
     data = path.read_bytes()
@@ -281,9 +284,11 @@ def load_ply(path: str | os.PathLike, device=None, dtype: torch.dtype = torch.fl
         if axis not in vertex:
             raise ValueError(f"{path}: vertex element has no '{axis}' property")
     verts = np.stack([vertex["x"], vertex["y"], vertex["z"]], -1).astype(np.float64)
+    _check_finite(verts, "vertex", path)
     colors = None
     if all(c in vertex for c in ("red", "green", "blue")):
         colors = np.stack([_unit_range(vertex[c]) for c in ("red", "green", "blue")], -1)
+        _check_finite(colors, "vertex colour", path)
     counts, flat = tables["face"]
     if len(counts) == 0:
         raise ValueError(f"{path}: the PLY has no faces; dwx needs a triangle mesh, not a point cloud")
@@ -490,6 +495,15 @@ def _parse_table(rows: list[str], widths: Sequence[int], kind: str, path: Path) 
         raise ValueError(f"{path}: '{kind}' lines must all have one of {tuple(widths)} numbers, "
                          f"found {sorted(lengths)}")
     return values.reshape(len(rows), width)
+
+
+def _check_finite(values: np.ndarray, kind: str, path: Path) -> None:
+    """Raise ValueError naming the first row of ``values`` (N, k) that holds a NaN or Inf (1-based, as OBJ counts)."""
+    bad = ~np.isfinite(values).all(1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{path}: {kind} {i + 1} is not finite ({' '.join(f'{x:g}' for x in values[i])}): "
+                         "fix or remove it (NaN and Inf cannot be rendered or fitted)")
 
 
 def _select(mesh: Meshes | tuple[Tensor, Tensor], index: int | None):

@@ -17,6 +17,7 @@ rescaled to match (pixel centres preserved, see :meth:`PinholeCamera.resized`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,30 +208,64 @@ def read_intrinsics(path: str | Path) -> tuple[Tensor, tuple[int, int]]:
             f"data.intrinsics: {path} lacks {', '.join(missing)} (needs fx, fy, cx, cy in pixels and "
             "the width, height of the image they refer to)"
         )
-    K = PinholeCamera.intrinsics(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]))[0]
-    return K, (int(d["height"]), int(d["width"]))
+    whole = (lambda x: 0 < x < math.inf and x.is_integer(), "a positive integer [px]")
+    positive = (lambda x: 0 < x < math.inf, "a positive finite number [px]")
+    width, height = (_intrinsic(d, k, path, *whole) for k in ("width", "height"))
+    fx, fy = (_intrinsic(d, k, path, *positive) for k in ("fx", "fy"))
+    inside = "a number in [0, {}] (the principal point lies in the image) [px]"
+    cx = _intrinsic(d, "cx", path, lambda x: 0 <= x <= width, inside.format(int(width)))
+    cy = _intrinsic(d, "cy", path, lambda x: 0 <= x <= height, inside.format(int(height)))
+    K = PinholeCamera.intrinsics(fx, fy, cx, cy)[0]
+    return K, (int(height), int(width))
+
+
+def _intrinsic(d: dict, key: str, path: Path, ok, need: str) -> float:
+    """``d[key]`` as a float for which ``ok`` holds, else an InputError naming the key, the file and the fix."""
+    value = d[key]
+    try:
+        number = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not ok(number):
+        raise InputError(f"data.intrinsics: {key} must be {need}, got {value!r} (file {path}): fix the file")
+    return number
 
 
 def read_image(path: Path) -> Tensor:
     """(3, H, W) float RGB in [0, 1] from an 8- or 16-bit image file."""
+    return _to_chw(_decode(path), path)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """The (h, w[, c]) pixels of an image file as stored (uint8 or uint16)."""
     try:
-        img = iio.imread(path)
+        return iio.imread(path)
     except Exception as e:
         raise InputError(f"cannot read frame {path}: {e}") from e
-    return _to_chw(img, path)
 
 
-def _to_chw(img: np.ndarray, where) -> Tensor:
+def _to_chw(img: np.ndarray, where, image_size: tuple[int, int] | None = None) -> Tensor:
+    """(h, w[, c]) decoded pixels -> (3, H, W) float RGB in [0, 1], resized to ``image_size`` when given."""
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
     if img.ndim != 3 or img.shape[-1] not in (3, 4):
         raise InputError(f"{where}: expected an RGB image, got an array of shape {img.shape}")
     scale = 65535.0 if img.dtype == np.uint16 else 255.0
-    return torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1).float() / scale
+    frame = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1).float().div_(scale)
+    return frame if image_size is None else resize_frames(frame[None], image_size)[0]
 
 
-def read_frames(path: str | Path) -> Tensor:
-    """(T, 3, H, W) frames from a folder of images (sorted by name) or a video file (imageio)."""
+def read_frames_at(
+    path: str | Path, image_size: tuple[int, int] | None = None, stride: int = 1
+) -> tuple[Tensor, tuple[int, int]]:
+    """Every ``stride``-th frame of a folder of images (sorted by name) or a video file (imageio).
+
+    Each frame is resized to ``image_size`` (H, W) by :func:`resize_frames` right after it is decoded, so
+    memory holds one frame at its stored size plus T frames at ``image_size`` (None keeps the stored size).
+
+    Returns:
+        frames (T, 3, H, W) float RGB in [0, 1] and the (h, w) they were stored at (to rescale intrinsics).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"data.path: not found: {path} (give a folder of frames or a video file)")
@@ -238,22 +273,34 @@ def read_frames(path: str | Path) -> Tensor:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"data.path: no frames ({', '.join(IMAGE_SUFFIXES)}) in {path}")
-        frames = [read_image(f) for f in files]
-        sizes = {tuple(f.shape[-2:]) for f in frames}
-        if len(sizes) > 1:
-            first = next(f for f, img in zip(files, frames) if tuple(img.shape[-2:]) != tuple(frames[0].shape[-2:]))
-            raise InputError(
-                f"data.path: frames differ in size ({sorted(sizes)}), e.g. {files[0].name} and "
-                f"{first.name}; resize them to one size first"
-            )
-        return torch.stack(frames)
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        decoded = ((f, _decode(f)) for f in files[::stride])
+    elif path.suffix.lower() in VIDEO_SUFFIXES:
+        decoded = ((path, img) for img in _video_frames(path, stride))
+    else:
         raise InputError(f"data.path: {path} is neither a folder of frames nor a video ({', '.join(VIDEO_SUFFIXES)})")
+    frames, size, first = [], None, None
+    for where, img in decoded:
+        if size is None:
+            size, first = tuple(img.shape[:2]), where
+        elif tuple(img.shape[:2]) != size:
+            raise InputError(
+                f"data.path: frames differ in size ({sorted({size, tuple(img.shape[:2])})}), e.g. {first.name} and "
+                f"{where.name}; resize them to one size first"
+            )
+        frames.append(_to_chw(img, where, image_size))
+    if not frames:
+        raise InputError(f"data.path: no frames in {path}")
+    return torch.stack(frames), size
+
+
+def _video_frames(path: Path, stride: int):
+    """Every ``stride``-th frame of a video file as (h, w, c) pixels, decoded one at a time."""
     try:
-        video = iio.imread(path, index=None)
+        for i, img in enumerate(iio.imiter(path)):
+            if i % stride == 0:
+                yield img
     except Exception as e:
         raise InputError(f"data.path: cannot read video {path}: {e} (MP4 needs `pip install imageio[ffmpeg]`)") from e
-    return torch.stack([_to_chw(f, path) for f in video])
 
 
 class FramesVideo:
@@ -262,11 +309,15 @@ class FramesVideo:
     Args:
         path: folder of frames (sorted by name) or a video file.
         intrinsics: YAML/JSON file with fx, fy, cx, cy [px], width, height.
-        image_size: (H, W) the frames are resized to (intrinsics rescaled to match).
+        image_size: (H, W) the frames are resized to, each as it is decoded (intrinsics rescaled to match).
         test_fraction: the last fraction of the frames is held out for evaluation and prediction.
         depth_path: optional folder of ground-truth depth maps (16-bit PNG in mm or .npy in m, sorted by
-            name, one per frame, 0 = invalid) for evaluation.
+            name, one per frame, 0 = invalid) for evaluation. Without it (a video without depth) the run
+            trains, predicts and saves as with it, and is scored by ``val_photometric``, the photometric
+            reprojection error on the held-out frames, instead of ``abs_rel``.
         frame_stride: use every k-th frame (more parallax for slow cameras).
+
+    The sequences carry no ground-truth poses (no ATE).
     """
 
     def __init__(
@@ -285,12 +336,12 @@ class FramesVideo:
         self.path, self.intrinsics, self.depth_path = path, intrinsics, depth_path
         self.image_size = tuple(int(s) for s in image_size)
         self.test_fraction, self.frame_stride = float(test_fraction), int(frame_stride)
+        self.K, self.k_size = read_intrinsics(intrinsics)  # checked here, before any frame is decoded
 
     def load(self) -> Splits:
-        K, k_size = read_intrinsics(self.intrinsics)
-        frames = read_frames(self.path)[:: self.frame_stride]
-        if tuple(frames.shape[-2:]) != k_size:
-            h, w = frames.shape[-2:]
+        frames, (h, w) = read_frames_at(self.path, self.image_size, self.frame_stride)
+        K, k_size = self.K, self.k_size
+        if (h, w) != k_size:
             if abs(h / w - k_size[0] / k_size[1]) > 0.01:
                 raise InputError(
                     f"data.intrinsics refer to {k_size[1]}x{k_size[0]} images but the frames are {w}x{h} "
@@ -300,7 +351,8 @@ class FramesVideo:
         depth = read_depth_folder(self.depth_path)[:: self.frame_stride] if self.depth_path else None
         if depth is not None and len(depth) != len(frames):
             raise InputError(f"data.depth_path has {len(depth)} depth maps for {len(frames)} frames")
-        seq = _finish(Sequence(Path(self.path).stem, frames, K, depth), self.image_size)
+        depth = None if depth is None else resize_depth(depth, self.image_size)
+        seq = Sequence(Path(self.path).stem, frames, rescale_K(K, (h, w), self.image_size), depth)
         return split_sequence(seq, self.test_fraction)
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from runner.errors import InputError
-from tasks.depth_from_video.data import read_frames, resize_frames
+from tasks.depth_from_video.data import read_frames_at
 from tasks.depth_from_video.models import DepthNet, disp_to_depth
 from tasks.depth_from_video.task import write_depth_maps
 
@@ -160,7 +160,7 @@ def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 1
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
         raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {_first_line(e)}") from e
     depth_net.eval()
-    frames = resize_frames(read_frames(input_path), size)
+    frames, _ = read_frames_at(input_path, size)  # resized as each frame is decoded: memory ~ the training size
     with torch.no_grad():
         disp = torch.cat([depth_net(chunk)[0] for chunk in torch.split(frames, batch)])
     depth = disp_to_depth(disp, state["min_depth"], state["max_depth"])[:, 0]

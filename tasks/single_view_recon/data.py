@@ -15,6 +15,7 @@ Three sources give the same record, :class:`Views`:
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from tasks.single_view_recon.metrics import voxels
 from tasks.single_view_recon.shapes import CATEGORIES, join_parts, make_parts
 
 DATA_VERSION = 2  # bump when the generated data change
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,10 +163,37 @@ def load_mesh(path: str | Path) -> Meshes:
     try:
         mesh = mesh_io.load_mesh(path)
     except Exception as e:
-        raise InputError(f"input.mesh: cannot read {path}: {str(e).strip().splitlines()[0]}") from e
+        reason = str(e).strip().splitlines()[0]
+        where = "" if reason.startswith(str(path)) else f"{path}: "  # mesh_io's errors name the file (and line)
+        raise InputError(f"input.mesh: cannot read {where}{reason}") from e
     if mesh.faces[0].shape[0] == 0:
         raise InputError(f"input.mesh: {path} has no faces")
+    mesh = _surface_faces(mesh, path)
     return mesh.with_verts([mesh_io.normalize_to_unit_cube(mesh.verts[0])])
+
+
+def _surface_faces(mesh: Meshes, path: Path) -> Meshes:
+    """``mesh`` without its zero-area faces (coincident or collinear corners); InputError if none is left.
+
+    A loaded mesh is a target (rendered, sampled for chamfer / F-score, voxelised), never deformed: a face
+    without area adds nothing to any of these, so dropping it changes no target, while a mesh without a face
+    of non-zero area (all vertices coincident, or on one line) has no surface to fit. Zero area means below
+    1e-12 of the squared bounding-box extent.
+    """
+    v, f = mesh.verts[0].double(), mesh.faces[0]
+    a, b, c = v[f].unbind(1)
+    area = 0.5 * torch.linalg.cross(b - a, c - a).norm(dim=-1)  # (F,)
+    extent = (v.max(0).values - v.min(0).values).max()
+    keep = area > 1e-12 * extent**2
+    if not keep.any():
+        raise InputError(f"input.mesh: every face of {path} has zero area (coincident or collinear vertices): "
+                         "there is no surface to fit; give a mesh with a surface")
+    if keep.all():
+        return mesh
+    log.warning("input.mesh: dropped %d of %d faces of %s with zero area (coincident or collinear vertices); "
+                "they have no surface to render or sample", int((~keep).sum()), len(keep), path)
+    faces_uvs = None if mesh.faces_uvs is None else [mesh.faces_uvs[0][keep]]
+    return Meshes([mesh.verts[0]], [f[keep]], mesh.verts_colors, mesh.verts_uvs, faces_uvs, mesh.texture)
 
 
 def mesh_views(renderer: Renderer, views: ViewConfig, fit: list[int], path: str) -> Views:

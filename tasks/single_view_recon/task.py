@@ -75,8 +75,8 @@ def prior_terms(mesh: Meshes, weights: dict[str, float], laplacian: str) -> dict
 
 def with_sigma(renderer: Renderer, sigma: float, key: str) -> Renderer:
     """A shallow copy of a soft renderer with another ``sigma`` [NDC^2] (``key`` names it in errors)."""
-    if not hasattr(renderer, "sigma") or not isinstance(sigma, (int, float)) or sigma <= 0:
-        raise ConfigError(f"task.{key} needs a renderer with a sigma (soft_mesh) and a value > 0, "
+    if not hasattr(renderer, "sigma") or not isinstance(sigma, (int, float)) or not 0 < sigma < math.inf:
+        raise ConfigError(f"task.{key} needs a renderer with a sigma (soft_mesh) and a finite value > 0, "
                           f"got {type(renderer).__name__} and {sigma}")
     sharp = copy.copy(renderer)
     sharp.sigma = float(sigma)

@@ -16,7 +16,7 @@ from tasks.depth_from_video.data import (
     SevenScenes,
     StreetVideos,
     export_splits,
-    read_frames,
+    read_frames_at,
     read_intrinsics,
     rescale_K,
     resize_frames,
@@ -121,13 +121,13 @@ def test_frames_of_different_sizes_and_unreadable_frames(tmp_path):
     _write_frames(tmp_path / "f", 3)
     iio.imwrite(tmp_path / "f" / "0009.png", np.zeros((10, 10, 3), dtype=np.uint8))
     with pytest.raises(InputError, match="frames differ in size"):
-        read_frames(tmp_path / "f")
+        read_frames_at(tmp_path / "f")
     (tmp_path / "g").mkdir()
     (tmp_path / "g" / "0000.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="cannot read frame"):
-        read_frames(tmp_path / "g")
+        read_frames_at(tmp_path / "g")
     with pytest.raises(InputError, match="not found"):
-        read_frames(tmp_path / "missing")
+        read_frames_at(tmp_path / "missing")
 
 
 def test_missing_required_keys_are_config_errors():

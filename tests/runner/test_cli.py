@@ -97,7 +97,7 @@ def test_hparams_logged(tmp_path):
         ([], "no task given: add task=<name>"),
         (["+task.num_points=3"], "no task given: add task=<name>"),
         (["task=pose_fit", "loop.stepz=3"], "unknown key 'loop.stepz' (did you mean loop.steps?)"),
-        (["task=pose_fit", "optim.lr=-1"], "optim.lr must be a positive number"),
+        (["task=pose_fit", "optim.lr=-1"], "optim.lr must be a positive finite number"),
         (["task=pose_fit", "loop.steps=0"], "loop.steps must be a positive integer"),
         (["task=pose_fit", "loop.steps=abc"], "loop.steps must be a positive integer, got 'abc'"),
         (["task=pose_fit", "optim=adan"], "(did you mean optim=adam?)"),

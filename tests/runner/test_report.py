@@ -46,4 +46,4 @@ def test_report_orders_best_first_and_parses_back(tmp_path):
 
 def test_report_on_a_missing_folder_is_an_error(tmp_path):
     out = run_dwx("report", str(tmp_path / "nothing"))
-    assert out.returncode == 2 and "does not exist" in out.stdout
+    assert out.returncode == 2 and "does not exist" in out.stderr

@@ -1,0 +1,82 @@
+"""dwx report lists runs whose metrics.json it cannot use as unreadable (table and stderr), never skips them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runner.record import write_json_atomic
+from runner.report import build_table, collect_runs
+from tests.conftest import run_dwx
+
+BAD = {
+    "corrupt": ('{"task": "pose_fit", "status": "compl', "not valid JSON"),
+    "list": ("[1, 2, 3]", "not a JSON object but a list"),
+    "text_metric": (json.dumps({"status": "completed", "main_metric": "err", "metrics": {"err": "low"}}),
+                    "non-numeric metric(s) err='low'"),
+    "metrics_list": (json.dumps({"status": "completed", "metrics": [1.0]}), "metrics is a list"),
+    "binary": (b"\xff\xfe\x00garbage", "not valid JSON"),
+}
+
+
+def _good(root, name, value):
+    write_json_atomic(root / name / "metrics.json", {
+        "task": "pose_fit", "status": "completed", "main_metric": "err", "mode": "min", "metrics": {"err": value},
+        "steps": 10, "wall_time_s": 1.0, "error": None, "overrides": ["task=pose_fit", f"seed={name}"],
+    })
+
+
+def _bad(root, name):
+    (root / name).mkdir(parents=True)
+    content = BAD[name][0]
+    path = root / name / "metrics.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    _good(tmp_path, "1", 2.0)
+    _good(tmp_path, "2", 1.0)
+    for name in BAD:
+        _bad(tmp_path, name)
+    return tmp_path
+
+
+def test_unreadable_runs_are_rows_with_the_reason(mixed):
+    runs = collect_runs(mixed)
+    assert len(runs) == 2 + len(BAD)
+    header, rows = build_table(runs)
+    table = {row[0]: dict(zip(header, row)) for row in rows}
+    assert [row[0] for row in rows][:2] == ["2", "1"]  # readable runs first, best first
+    for name, (_, reason) in BAD.items():
+        assert table[name]["status"] == "unreadable" and reason in table[name]["error"], table[name]
+    assert table["1"]["error"] is None
+
+
+def test_report_prints_them_and_warns_on_stderr(mixed):
+    out = run_dwx("report", str(mixed), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)  # stdout holds the table only
+    assert sorted(r["run"] for r in rows if r["status"] == "unreadable") == sorted(BAD)
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("dwx: warning:")]
+    assert len(warnings) == len(BAD) and "Traceback" not in out.stderr
+    assert any(f"{mixed / 'corrupt' / 'metrics.json'} is unreadable: not valid JSON" in w for w in warnings)
+    md = (mixed / "report.md").read_text()
+    assert md.count("| unreadable |") == len(BAD) and md.splitlines()[0].endswith("| error |")
+
+
+def test_a_single_unreadable_run(tmp_path):
+    (tmp_path / "metrics.json").write_text("{")
+    out = run_dwx("report", str(tmp_path))
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert "| . |  |" in out.stdout and "| unreadable |" in out.stdout
+    assert out.stderr.startswith("dwx: warning:") and "unreadable: not valid JSON" in out.stderr
+
+
+def test_report_errors_go_to_stderr(tmp_path):
+    out = run_dwx("report", str(tmp_path))  # an empty folder
+    assert out.returncode == 2 and out.stdout == "" and "dwx: error: no metrics.json under" in out.stderr
