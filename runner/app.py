@@ -26,7 +26,7 @@ from runner.distributed import (
 )
 from runner.errors import Interrupted, find_cause, find_user_error
 from runner.logging import NullLogger
-from runner.record import RunRecord, read_record
+from runner.record import RunRecord, main_metric_value, read_record
 
 log = logging.getLogger("dwx")
 
@@ -147,7 +147,7 @@ def run_job(cfg: DictConfig) -> float:
     overrides = list(hc.overrides.task)
     if multirun and (done := completed_run(run_dir, overrides)) is not None:
         log.info("job %s already completed in %s: skipped", hc.job.num, run_dir)
-        return _main_metric(done)
+        return main_metric_value(done)
     dist_info = from_environment()
     if not dist_info.is_main:  # rank 0 logs the run (console and run.log); the others only their problems
         logging.getLogger().setLevel(logging.WARNING)
@@ -309,11 +309,6 @@ def _cause_of(exc: BaseException) -> BaseException | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
-
-
-def _main_metric(record: dict) -> float:
-    value = (record.get("metrics") or {}).get(record.get("main_metric"))
-    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _full_errors() -> bool:

@@ -196,18 +196,21 @@ def run(args: list[str]) -> int:
 
 
 def _register_sweeper() -> None:
-    """Make dwx's Optuna sweeper known to Hydra (``hparams_search=<task>`` selects it).
+    """Make dwx's Optuna sweeper (``hparams_search=<task>``) and joblib launcher (``hydra/launcher=joblib``,
+    in which a dead worker fails its job alone) known to Hydra.
 
     Hydra finds plugins by scanning the ``hydra_plugins`` package on disk, which an editable install
     hides; registering the class directly works for every kind of install.
     """
     try:
+        from hydra_plugins.dwx_sweeper.joblib_launcher import register as register_joblib_launcher
         from hydra_plugins.dwx_sweeper.resumable_optuna_sweeper import ResumableOptunaSweeper
-    except ImportError:  # the `launchers` extra is not installed: hparams_search is not available
+    except ImportError:  # the `launchers` extra is not installed: no hparams_search, no joblib launcher
         return
     from hydra.core.plugins import Plugins
 
     Plugins.instance().register(ResumableOptunaSweeper)
+    register_joblib_launcher()
 
 
 def _split(args: list[str]) -> tuple[dict[str, str | bool], list[str], list[str]]:

@@ -85,6 +85,12 @@ def read_record(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def main_metric_value(record: dict) -> float:
+    """The main metric of a run's record (metrics.json), NaN when it has none."""
+    value = (record.get("metrics") or {}).get(record.get("main_metric"))
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
 class RunRecord:
     """Keeps metrics.json of one run up to date.
 
