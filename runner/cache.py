@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from runner.checkpoint import save_checkpoint
+from runner.checkpoint import remove_stale_temporaries, save_checkpoint
 
 
 def cache_root() -> Path:
@@ -40,6 +40,8 @@ def cached(name: str, key: dict, build: Callable[[], dict]) -> dict:
         build: returns a dict of tensors / numbers / strings / lists of those.
     """
     path = cache_path(name, key)
+    if path.parent.is_dir():
+        remove_stale_temporaries(path.parent)  # a generation killed while writing its file
     if path.is_file():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -26,3 +26,18 @@ def test_corrupt_entry_is_rebuilt(tmp_path, monkeypatch):
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
     assert cached("demo", {"seed": 1}, lambda: {"ok": 1}) == {"ok": 1}
+
+
+def test_a_killed_generation_leaves_no_temporary_file_behind(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("DWX_CACHE", str(tmp_path))
+    path = cache_path("demo", {"seed": 1})
+    path.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = path.with_name(f".{path.name}.tmp{dead.pid}")
+    stale.write_bytes(b"half a file")
+    cached("demo", {"seed": 1}, lambda: {"ok": 1})
+    assert not stale.exists() and path.is_file()

@@ -74,12 +74,13 @@ def test_a_non_finite_loss_on_one_rank_is_skipped_by_every_rank(tmp_path):
         "task.nan_at_step=3",
         "task.nan_rank=1",
         "loop.nonfinite=skip",
+        "loop.max_skipped_fraction=0.5",
         f"hydra.run.dir={run_dir}",
         toy=True,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     record = read_metrics(run_dir)
-    assert record["status"] == "completed" and record["steps"] == 6
+    assert record["status"] == "completed" and record["steps"] == 6 and record["skipped_steps"] == 3
     log = (run_dir / "run.log").read_text()
     assert log.count("on 1 of 2 processes; step skipped") == 3, log  # rank 0 logs steps 3, 4, 5
     assert "loss/fit=nan" in log  # rank 1 names its terms (warnings of other ranks still reach run.log)
