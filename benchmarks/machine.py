@@ -1,0 +1,53 @@
+"""The machine a benchmark ran on, in one line: CPU model, cores, load and a measured speed.
+
+Machines of one kind differ by up to 2x in speed, and one machine drifts with what else runs on it,
+so every recorded figure carries this line. The speed is single-thread float32 matrix multiplication
+(256 x 256, median of 20) in GFLOP/s, measured when the line is made.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_gflops(n: int = 256, repeats: int = 20) -> float:
+    """Single-thread float32 matmul throughput [GFLOP/s] (median over ``repeats``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            times.append((time.perf_counter() - t0) / 10)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def machine_line() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu_model()}, {os.cpu_count()} cores, load {load:.1f}, "
+            f"single-thread matmul {matmul_gflops():.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    print(machine_line())
