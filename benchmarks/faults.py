@@ -179,7 +179,8 @@ def case_signal_then_resume(tmp: Path, sig: signal.Signals) -> Row:
     interrupted = record(part).get("status")
     resumed = dwx("run", *TOY, f"resume={part}")
     same = record(part).get("metrics") == record(full).get("metrics") and record(part).get("status") == "completed"
-    return Row(f"{sig.name} at a random step, then resume", proc.returncode, first_line(("", err or out)),
+    said = next((line.split("] ")[-1] for line in (out + err).splitlines() if "interrupted at step" in line), "")
+    return Row(f"{sig.name} at a random step, then resume", proc.returncode, said[:110],
                f"{interrupted} -> {record(part).get('status')}", same and resumed.returncode == 0)
 
 
@@ -237,6 +238,8 @@ def case_simultaneous_runs(tmp: Path) -> Row:
 def case_diverging_run(tmp: Path, name: str, override: str) -> Row:
     import torch
 
+    from runner.checkpoint import all_finite
+
     run_dir = tmp / f"diverge_{name}"
     out = dwx("run", "experiment=depth_tiny", override, "loop.steps=30", "loop.checkpoint_every=1", "logger=none",
               f"hydra.run.dir={run_dir}")
@@ -244,22 +247,10 @@ def case_diverging_run(tmp: Path, name: str, override: str) -> Row:
     finite = True
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
-        finite = _finite(state)
+        finite = all_finite(state)
     rec = record(run_dir)
     return Row(f"diverging depth run ({override})", out.returncode, (rec.get("error") or "")[:110],
                rec.get("status", "?"), rec.get("status") == "failed" and finite)
-
-
-def _finite(state) -> bool:
-    import torch
-
-    if torch.is_tensor(state):
-        return not state.is_floating_point() or bool(torch.isfinite(state).all())
-    if isinstance(state, dict):
-        return all(_finite(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return all(_finite(v) for v in state)
-    return True
 
 
 def case_failed_resume(tmp: Path) -> Row:

@@ -40,6 +40,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def all_finite(state) -> bool:
+    """Whether every floating-point tensor in a nested state (dicts, lists, tuples) is finite."""
+    if torch.is_tensor(state):
+        return not state.is_floating_point() or bool(torch.isfinite(state).all())
+    if isinstance(state, dict):
+        return all(all_finite(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(all_finite(v) for v in state)
+    return True
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from runner.checkpoint import rng_state, save_checkpoint, set_rng_state
+from runner.checkpoint import all_finite, rng_state, save_checkpoint, set_rng_state
 from runner.distributed import average_gradients
 from runner.ema import WeightAverage
 from runner.errors import ConfigError, Interrupted, NonFiniteError
@@ -239,7 +239,7 @@ class Loop:
         if self.checkpoint_path is None:
             return
         state = self.state_dict()
-        if not _all_finite([state["task"], state["optimizer"], state["ema"]]):
+        if not all_finite([state["task"], state["optimizer"], state["ema"]]):
             log.warning(
                 "step %d: the weights, buffers or optimiser state are not finite; checkpoints/last.pt keeps %s",
                 self.step,
@@ -442,17 +442,6 @@ class Loop:
             )
         self.logger.scalars({f"metric/{k}": v for k, v in metrics.items()}, step)
         return metrics
-
-
-def _all_finite(state) -> bool:
-    """Whether every floating-point tensor in a nested state (dicts, lists, tuples) is finite."""
-    if torch.is_tensor(state):
-        return not state.is_floating_point() or bool(torch.isfinite(state).all())
-    if isinstance(state, dict):
-        return all(_all_finite(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return all(_all_finite(v) for v in state)
-    return True
 
 
 def _progress(mode: str, total: int, start: int):

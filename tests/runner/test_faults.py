@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from runner.checkpoint import remove_stale_temporaries
+from runner.checkpoint import all_finite, remove_stale_temporaries
 from runner.errors import NonFiniteError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.primitives import icosphere
@@ -227,16 +227,6 @@ def test_instantiate_error_keeps_its_cause_in_the_record(tmp_path):
     assert "PointCloudPose" in error and "TypeError" in error and "no_such_argument" in error, error
 
 
-def _non_finite_values(state) -> int:
-    if torch.is_tensor(state):
-        return int((~torch.isfinite(state)).sum()) if state.is_floating_point() else 0
-    if isinstance(state, dict):
-        return sum(_non_finite_values(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(_non_finite_values(v) for v in state)
-    return 0
-
-
 @pytest.mark.parametrize("diverge", [["optim.lr=1e30"], ["+optim.groups.pose.lr=1e6"]], ids=["all", "posenet"])
 def test_a_diverging_depth_run_fails_cleanly_and_keeps_only_finite_state(tmp_path, diverge):
     """A diverged PoseNet used to crash the process in grid_sample's backward (SIGSEGV, status `running`),
@@ -249,4 +239,4 @@ def test_a_diverging_depth_run_fails_cleanly_and_keeps_only_finite_state(tmp_pat
     assert m["status"] == "failed" and "non-finite" in m["error"], m["error"]
     ckpt = run_dir / "checkpoints" / "last.pt"
     if ckpt.exists():
-        assert _non_finite_values(torch.load(ckpt, weights_only=True)) == 0
+        assert all_finite(torch.load(ckpt, weights_only=True))
