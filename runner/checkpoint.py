@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from runner.errors import InputError
+from runner.record import process_alive
 
 
 def rng_state() -> dict:
@@ -70,20 +71,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob(".*.tmp*"):
         pid = tmp.name.rpartition(".tmp")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

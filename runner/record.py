@@ -5,7 +5,10 @@
     {"task": "...", "status": "completed" | "interrupted" | "failed", "main_metric": "abs_rel",
      "mode": "min", "metrics": {...}, "steps": 1000, "skipped_steps": 0, "wall_time_s": 123.4,
      "error": null | "...", "versions": {"python": ..., "torch": ..., "dwx": ...}, "git_commit": ...,
-     "overrides": [...]}
+     "overrides": [...], "host": "...", "pid": 1234}
+
+``host`` and ``pid`` name the process that writes the record, so that ``dwx report`` can tell a run that
+is still ``running`` from one whose process was killed (``stale``).
 
 A resumed run writes nothing over the record it continues until its checkpoint has been read, and
 never writes a failure over a completed record: such an attempt keeps its own record in
@@ -18,6 +21,7 @@ import json
 import math
 import os
 import platform
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -76,6 +80,17 @@ def _finite_or_none(x):
     return x
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def read_record(path: Path) -> dict | None:
     """The record in ``path`` (a metrics.json), or None when it is missing, unreadable or not a JSON object."""
     try:
@@ -124,6 +139,8 @@ class RunRecord:
             "versions": versions(),
             "git_commit": git_commit(),
             "overrides": list(overrides),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
         }
 
     def update(self, **fields) -> None:

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import socket
 import sys
 from pathlib import Path
 
@@ -27,9 +28,22 @@ def collect_runs(root: Path) -> list[dict]:
         data, problem = _read_record(f)
         if problem is not None:
             data = {"status": "unreadable", "error": problem}
+        elif _stale(data):
+            data["status"] = "stale"
+            data["error"] = (f"still 'running' but its process {data['pid']} is gone (killed?); "
+                             f"dwx run resume={f.parent} continues it from its last checkpoint")
         data["run"] = str(f.parent.relative_to(root)) if f.parent != root else "."
         runs.append(data)
     return runs
+
+
+def _stale(record: dict) -> bool:
+    """A record that says ``running`` although the process that wrote it, on this machine, is gone."""
+    from runner.record import process_alive
+
+    pid = record.get("pid")
+    return (record.get("status") == "running" and record.get("host") == socket.gethostname()
+            and isinstance(pid, int) and not isinstance(pid, bool) and not process_alive(pid))
 
 
 def _read_record(path: Path) -> tuple[dict | None, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -80,3 +81,20 @@ def test_a_single_unreadable_run(tmp_path):
 def test_report_errors_go_to_stderr(tmp_path):
     out = run_dwx("report", str(tmp_path))  # an empty folder
     assert out.returncode == 2 and out.stdout == "" and "dwx: error: no metrics.json under" in out.stderr
+
+
+def test_a_running_record_whose_process_is_gone_is_reported_stale(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name, pid in (("killed", dead.pid), ("alive", os.getpid())):
+        (tmp_path / name).mkdir()
+        record = {"task": "t", "status": "running", "main_metric": "m", "mode": "min", "metrics": {},
+                  "overrides": [f"seed={pid}"], "host": socket.gethostname(), "pid": pid}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(record))
+    runs = {r["run"]: r for r in collect_runs(tmp_path)}
+    assert runs["killed"]["status"] == "stale" and "is gone" in runs["killed"]["error"]
+    assert runs["alive"]["status"] == "running"
