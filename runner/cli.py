@@ -366,6 +366,11 @@ def _explain(e: Exception, overrides: list[str], config_name: str) -> Exception:
     m = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
     if m:
         group, option = m.groups()
+        if group == "hydra/launcher" and option in _LAUNCHER_EXTRAS and not _launchers_installed():
+            return ConfigError(
+                f"hydra/launcher={option} needs the launcher plugins: pip install -e '.[launchers]' "
+                "(joblib, submitit, Optuna)"
+            )
         options = re.findall(r"^\t(\S+)$", text, flags=re.M)
         close = difflib.get_close_matches(option, options, n=1)
         hint = f" (did you mean {group}={close[0]}?)" if close else ""
@@ -392,6 +397,16 @@ def _explain(e: Exception, overrides: list[str], config_name: str) -> Exception:
         return ConfigError(f"cannot delete '{m.group(1)}': no such key")
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
     return ConfigError(first)
+
+
+# launchers that the `launchers` extra brings (Hydra's joblib and submitit plugins, and dwx's slurm preset)
+_LAUNCHER_EXTRAS = ("joblib", "slurm", "submitit_local", "submitit_slurm")
+
+
+def _launchers_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("hydra_plugins.hydra_joblib_launcher") is not None
 
 
 def _did_you_mean(key: str, overrides: list[str], config_name: str) -> str:

@@ -110,6 +110,38 @@ def _image_size(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"{key} must be [H, W], two positive integers [px], got {value!r}: e.g. {key}=[96,320]")
 
 
+def _targets(node, path: str = "") -> list[tuple[str, str]]:
+    """(key, ``_target_``) of every node below ``node`` that names one."""
+    found = []
+    if isinstance(node, DictConfig):
+        target = node.get("_target_")
+        if isinstance(target, str):
+            found.append((path or "<root>", target))
+        for key in node:
+            child = node._get_node(key)  # unresolved: a missing interpolation is not this check's business
+            if isinstance(child, (DictConfig, ListConfig)):
+                found += _targets(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for i, child in enumerate(node._iter_ex(resolve=False)):
+            found += _targets(child, f"{path}[{i}]")
+    return found
+
+
+def _optional_backends(cfg: DictConfig) -> None:
+    """A backend whose optional package is missing (physics=warp_springs without warp) is one line naming
+    the extra to install, not Hydra's "Error locating target" after the run has started."""
+    import importlib
+
+    for key in ("renderer", "physics", "task"):
+        node = cfg.get(key)
+        for path, target in _targets(node, key) if node is not None else []:
+            try:
+                importlib.import_module(target.rpartition(".")[0])
+            except ImportError as e:  # other import problems are Hydra's to report, as before
+                if "pip install" in str(e):
+                    raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from e
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first out-of-range or mistyped value of the runner's own keys."""
     task = cfg.get("task")
@@ -148,6 +180,7 @@ def validate(cfg: DictConfig) -> None:
     device = cfg.get("device")
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
+    _optional_backends(cfg)
     for node in ("scheduler", "renderer", "task.gt_renderer", "data"):
         _ranges(cfg, node)
     _ordered(cfg, "scheduler", "warmup_steps", "total_steps")
