@@ -458,5 +458,4 @@ def _report(bar, done: int, total: int, loss: float, metric: str, metrics: dict[
     text = f"loss {loss:.4g}" + (f"  {metric} {main:.4g}" if main is not None else "")
     if bar is not None:
         bar.set_postfix_str(text, refresh=False)
-    else:
-        log.info("step %d/%d  %s", done, total, text)
+    log.info("step %d/%d  %s", done, total, text, extra={"file_only": bar is not None})  # run.log keeps the curve

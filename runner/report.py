@@ -150,16 +150,21 @@ def report_main(root: Path, fmt: str) -> int:
     if len(runs) > 1:
         try:
             (root / "report.md").write_text(render(header, rows, "markdown") + "\n")
-            _plot(runs, header[2 : header.index("status")], root / "report.png")
+            written = [root / "report.md"]
+            if _plot(runs, header[2 : header.index("status")], root / "report.png"):
+                written.append(root / "report.png")
         except OSError as e:  # a read-only folder copied back from a cluster: the table above is the report
             print(f"dwx: warning: cannot write report.md / report.png into {root}: {e}", file=sys.stderr)
+        else:
+            print(f"dwx: wrote {' and '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 
-def _plot(runs: list[dict], params: list[str], out: Path) -> None:
-    """report.png: the main metric against each swept parameter (needs matplotlib, in the launchers extra)."""
+def _plot(runs: list[dict], params: list[str], out: Path) -> bool:
+    """report.png: the main metric against each swept parameter (needs matplotlib, in the launchers extra);
+    False when it was not drawn (no matplotlib, or nothing to plot)."""
     try:
         from runner.report_plot import plot_sweep
     except ImportError:
-        return
-    plot_sweep(runs, params, out)
+        return False
+    return plot_sweep(runs, params, out) is not None

@@ -39,9 +39,11 @@ def test_report_orders_best_first_and_parses_back(tmp_path):
     assert "task=" not in out.stdout  # overrides common to every run are not columns
     rows = list(csv.DictReader(io.StringIO(run_dwx("report", str(tmp_path), "--format", "csv").stdout)))
     assert float(rows[0]["rot_err_deg"]) == 1.0
-    md = run_dwx("report", str(tmp_path)).stdout.splitlines()
+    out = run_dwx("report", str(tmp_path))
+    md = out.stdout.splitlines()
     assert md[0].startswith("| run | task | optim.lr | status") and len(md) == 5
     assert (tmp_path / "report.md").is_file()
+    assert out.stderr.strip().splitlines()[-1] == f"dwx: wrote {tmp_path / 'report.md'} and {tmp_path / 'report.png'}"
 
 
 def test_report_on_a_missing_folder_is_an_error(tmp_path):

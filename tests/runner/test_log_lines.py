@@ -1,0 +1,26 @@
+"""What the console and run.log show: step lines kept in run.log under a progress bar, job tags in sweeps."""
+
+from __future__ import annotations
+
+from tests.conftest import run_dwx
+
+
+def test_run_log_keeps_the_step_lines_while_the_console_shows_a_bar(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_dwx("run", "task=pose_fit", "loop.steps=20", "loop.progress=bar", "logger=none",
+                  f"hydra.run.dir={run_dir}", toy=True)
+    assert out.returncode == 0, out.stderr
+    log = (run_dir / "run.log").read_text()
+    assert "step 10/20  loss" in log and "step 20/20  loss" in log
+    assert "step 10/20" not in out.stdout  # the console has the bar instead
+    assert "[job" not in log
+
+
+def test_the_lines_of_a_sweep_name_their_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = run_dwx("run", "-m", "task=pose_fit", "loop.steps=10", "logger=none", "seed=0,1",
+                  f"hydra.sweep.dir={sweep}", toy=True)
+    assert out.returncode == 0, out.stderr
+    for job in (0, 1):
+        assert f"[job {job}] step 10/10" in out.stdout
+        assert f"[job {job}] step 10/10" in (sweep / str(job) / "run.log").read_text()
