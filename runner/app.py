@@ -176,6 +176,8 @@ def run_job(cfg: DictConfig) -> float:
 
             validate(cfg)
             device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
+            log.info("run folder %s; %s, %d torch threads; setting up %s", run_dir, device, torch.get_num_threads(),
+                     record.data["task"])
             init_process_group(dist_info, device)
             task = instantiate(cfg.task, _convert_="all")
             logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
@@ -188,6 +190,7 @@ def run_job(cfg: DictConfig) -> float:
                 settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
             checkpoint = run_dir / "checkpoints" / "last.pt" if dist_info.is_main else None
             loop = Loop(task, optimizer, scheduler, logger, settings, checkpoint)
+            _warn_of_a_longer_warm_up(cfg.scheduler, loop.total_steps)
             if resume is not None:
                 loop.load_state_dict(load_checkpoint(resume / "checkpoints" / "last.pt", map_location=device))
                 record.resumed()
@@ -208,12 +211,14 @@ def run_job(cfg: DictConfig) -> float:
                     task.save(run_dir / "artifacts")
         logger.hparams(hparams_from_overrides(overrides), result.metrics)
         value = result.metrics[task.metric]
+        beats = beats_baseline(result.metrics, task.metric, task.mode)
         record.update(
             status="completed",
             metrics=result.metrics,
             steps=result.steps,
             skipped_steps=result.skipped_steps,
             wall_time_s=round(loop.wall_time(), 3),
+            beats_baseline=beats,
         )
         summary = task.summary(result.metrics)
         log.info(
@@ -224,6 +229,15 @@ def run_job(cfg: DictConfig) -> float:
             " (early stop)" if result.early_stopped else "",
             run_dir,
         )
+        if beats is False:
+            log.warning(
+                "%s %.4g is no better than the constant baseline's %.4g: this run has not learned more than a "
+                "constant (too few steps? loop.steps=%d)",
+                task.metric, value, result.metrics[f"baseline_{task.metric}"], loop.total_steps,
+            )
+        if dist_info.is_main:
+            log.info("next: tensorboard --logdir %s --host 127.0.0.1; artifacts in %s; dwx report %s",
+                     run_dir / "tb", run_dir / "artifacts", run_dir)
         return value
     except Exception as e:
         interrupt = find_cause(e, Interrupted)  # during instantiate it arrives wrapped by Hydra
@@ -281,6 +295,29 @@ def _record_interrupt(
             Path(hc.sweep.dir).resolve(),
         )
     sys.exit(128 + e.signum)
+
+
+def beats_baseline(metrics: dict[str, float], metric: str, mode: str) -> bool | None:
+    """Whether the main metric is better than the task's constant baseline (``baseline_<metric>``, e.g. the
+    best constant depth for ``abs_rel``); None when the task reports no such baseline."""
+    base = metrics.get(f"baseline_{metric}")
+    if base is None or not math.isfinite(base) or not math.isfinite(metrics[metric]):
+        return None
+    return metrics[metric] < base if mode == "min" else metrics[metric] > base
+
+
+def _warn_of_a_longer_warm_up(scheduler: DictConfig | None, total_steps: int) -> None:
+    """A learning-rate warm-up longer than the run never reaches the base rate: say so at the start."""
+    if scheduler is None:
+        return
+    warm = scheduler.get("total_iters") if "LinearLR" in str(scheduler.get("_target_", "")) else None
+    warm = warm if warm is not None else scheduler.get("warmup_steps")
+    if isinstance(warm, int) and warm >= total_steps:
+        log.warning(
+            "the learning-rate warm-up (%d steps) is not shorter than the run (%d steps): the rate never reaches "
+            "its base value; shorten it (scheduler.total_iters / scheduler.warmup_steps) or raise loop.steps",
+            warm, total_steps,
+        )
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -135,6 +135,7 @@ class RunRecord:
             "steps": 0,
             "skipped_steps": 0,
             "wall_time_s": 0.0,
+            "beats_baseline": None,
             "error": None,
             "versions": versions(),
             "git_commit": git_commit(),

@@ -24,3 +24,22 @@ def test_the_lines_of_a_sweep_name_their_job(tmp_path):
     for job in (0, 1):
         assert f"[job {job}] step 10/10" in out.stdout
         assert f"[job {job}] step 10/10" in (sweep / str(job) / "run.log").read_text()
+
+
+def test_the_first_line_names_the_folder_and_the_last_lines_the_next_steps(tmp_path):
+    run_dir = tmp_path / "run"
+    out = run_dwx("run", "task=pose_fit", "loop.steps=5", "scheduler=warmup", f"hydra.run.dir={run_dir}", toy=True)
+    assert out.returncode == 0, out.stderr
+    lines = (run_dir / "run.log").read_text().splitlines()
+    assert f"run folder {run_dir}; cpu, 1 torch threads; setting up pose_fit" in lines[0]
+    assert "the learning-rate warm-up (1000 steps) is not shorter than the run (5 steps)" in out.stdout
+    assert f"next: tensorboard --logdir {run_dir / 'tb'} --host 127.0.0.1" in lines[-1]
+
+
+def test_beats_baseline_compares_the_main_metric_in_its_direction():
+    from runner.app import beats_baseline
+
+    assert beats_baseline({"abs_rel": 0.1, "baseline_abs_rel": 0.5}, "abs_rel", "min") is True
+    assert beats_baseline({"abs_rel": 0.6, "baseline_abs_rel": 0.5}, "abs_rel", "min") is False
+    assert beats_baseline({"iou": 0.6, "baseline_iou": 0.5}, "iou", "max") is True
+    assert beats_baseline({"iou": 0.6}, "iou", "max") is None
