@@ -48,7 +48,9 @@ def threads_per_job(launcher: DictConfig, cores: int) -> int | None:
 def configure_torch(cfg: DictConfig, threads: int | None = None):
     """Seed every generator, set threads, determinism and malloc tuning, and return the chosen device.
 
-    ``threads`` is used when ``cfg.threads`` is null (e.g. :func:`threads_per_job`).
+    ``threads`` (e.g. :func:`threads_per_job`) is used when ``cfg.threads`` is null or ``auto``; otherwise
+    ``auto`` takes the cores that are free now (:func:`runner.cpu_load.auto_threads`), unless
+    OMP_NUM_THREADS says how many, and null leaves torch's default.
     """
     import numpy as np
     import torch
@@ -62,7 +64,12 @@ def configure_torch(cfg: DictConfig, threads: int | None = None):
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (users' code may draw from the global generator)
     torch.manual_seed(cfg.seed)
-    threads = cfg.threads if cfg.threads is not None else threads
+    if cfg.threads == "auto" and threads is None and "OMP_NUM_THREADS" not in os.environ:
+        from runner.cpu_load import auto_threads
+
+        threads = auto_threads(len(os.sched_getaffinity(0)))
+    elif isinstance(cfg.threads, int):
+        threads = cfg.threads
     if threads is not None:
         torch.set_num_threads(threads)
     if cfg.deterministic:

@@ -174,7 +174,8 @@ def validate(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}: set seed=<int>")
-    _positive_int(cfg, "threads", allow_none=True)
+    if cfg.get("threads") != "auto":
+        _positive_int(cfg, "threads", allow_none=True)
     if not isinstance(cfg.get("malloc_tuning"), bool):
         raise ConfigError(f"malloc_tuning must be true or false, got {cfg.get('malloc_tuning')!r}")
     device = cfg.get("device")
