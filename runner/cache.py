@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from runner.checkpoint import remove_stale_temporaries, save_checkpoint
+
+log = logging.getLogger("dwx")
 
 
 def cache_root() -> Path:
@@ -50,3 +54,24 @@ def cached(name: str, key: dict, build: Callable[[], dict]) -> dict:
     data = build()
     save_checkpoint(path, data)
     return data
+
+
+class GenerationProgress:
+    """Log lines while embedded data is generated (once per configuration; minutes on a cold cache):
+    the first at once, then one per item at most every ``every_s`` seconds, with the rate and an ETA."""
+
+    def __init__(self, total: int, what: str, every_s: float = 10.0):
+        self.total, self.what, self.every_s = total, what, every_s
+        self.done, self.t0 = 0, time.perf_counter()
+        self.last = self.t0
+        log.info("generating %d %s once; later runs read them from the cache (%s)", total, what, cache_root())
+
+    def done_one(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last < self.every_s and self.done < self.total:
+            return
+        self.last = now
+        per_item = (now - self.t0) / self.done
+        log.info("generated %d/%d %s in %.0f s (ETA %.0f s)", self.done, self.total, self.what, now - self.t0,
+                 per_item * (self.total - self.done))

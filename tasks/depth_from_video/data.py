@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor
 
-from runner.cache import cached
+from runner.cache import GenerationProgress, cached
 from runner.errors import ConfigError, InputError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.transforms import invert_rigid
@@ -165,6 +165,7 @@ class StreetVideos:
         out = {"names": [], "frames": [], "K": [], "depth": [], "poses": []}
         splits = [("train", i, 1000 * self.seed + i) for i in range(self.train_sequences)]
         splits += [("test", i, 1000 * self.seed + 500 + i) for i in range(self.test_sequences)]
+        progress = GenerationProgress(len(splits), f"street videos ({self.frames_per_sequence} frames at {H}x{W})")
         for split, i, seed in splits:
             scene = make_street_scene(seed, length=max(60.0, self.speed * self.frames_per_sequence + 30.0))
             poses = forward_camera_path(seed, self.frames_per_sequence, speed=self.speed, yaw_rate=self.yaw_rate)
@@ -184,6 +185,7 @@ class StreetVideos:
             out["K"].append(K.clone())
             out["depth"].append(depth)
             out["poses"].append(poses)
+            progress.done_one()
         return out
 
 

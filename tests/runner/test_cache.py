@@ -41,3 +41,17 @@ def test_a_killed_generation_leaves_no_temporary_file_behind(tmp_path, monkeypat
     stale.write_bytes(b"half a file")
     cached("demo", {"seed": 1}, lambda: {"ok": 1})
     assert not stale.exists() and path.is_file()
+
+
+def test_generation_progress_says_what_and_how_long(caplog):
+    import logging
+
+    from runner.cache import GenerationProgress
+
+    with caplog.at_level(logging.INFO, logger="dwx"):
+        progress = GenerationProgress(3, "street videos", every_s=3600)
+        for _ in range(3):
+            progress.done_one()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("generating 3 street videos once")
+    assert len(lines) == 2 and lines[1].startswith("generated 3/3 street videos in")  # the last always logs
