@@ -21,7 +21,8 @@ GROUPS = (
 
 
 def describe(path: Path) -> str:
-    """The first comment line of a YAML file that is not a Hydra ``# @package`` directive."""
+    """The first comment line of a YAML file that is not a Hydra ``# @package`` directive: a whole
+    one-line description (tests/runner/test_listing.py checks that none stops mid-sentence)."""
     for line in path.read_text().splitlines():
         line = line.strip()
         if line.startswith("#") and not line.startswith("# @package"):
@@ -38,7 +39,7 @@ def list_configs(config_dir: Path, only: str | None = None) -> int:
         print(f"dwx: error: unknown group '{only}'; choose one of: {names}")
         return 2
     for group, title in groups:
-        files = sorted((config_dir / group).glob("*.yaml"))
+        files = [f for f in sorted((config_dir / group).glob("*.yaml")) if not describe(f).startswith("(internal)")]
         print(f"{title} ({group}=<name>):")
         if not files:
             print("  (none yet)")
