@@ -13,6 +13,7 @@ import io
 import json
 import math
 import socket
+import statistics
 import sys
 from pathlib import Path
 
@@ -85,8 +86,7 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[list]]:
     (why a run failed, stopped or is unreadable) when a run that did not complete gives a reason."""
     runs = sorted(runs, key=_sort_key)
     overrides = [_override_dict(r) for r in runs]
-    keys = sorted({k for o in overrides for k in o})
-    varying = [k for k in keys if len({o.get(k) for o in overrides}) > 1 and not k.startswith("hydra.")]
+    varying = _varying(overrides)
     metric_names = []
     for r in runs:
         for name in [r.get("main_metric"), *r.get("metrics", {})]:
@@ -113,6 +113,45 @@ def build_table(runs: list[dict]) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def _varying(overrides: list[dict[str, str]]) -> list[str]:
+    """The override keys whose values differ between runs (not Hydra's own, not ``task``: it has its column)."""
+    keys = sorted({k for o in overrides for k in o})
+    return [k for k in keys if len({o.get(k) for o in overrides}) > 1 and not k.startswith("hydra.") and k != "task"]
+
+
+def seed_table(runs: list[dict]) -> tuple[list[str], list[list]] | None:
+    """(header, rows) of the main metric over seeds: the completed runs grouped by every varying override but
+    ``seed``, each group with its seed count, median, mean, standard deviation, min, max and every seed's
+    figure, best median first; None when the runs do not differ by seed."""
+    done = [r for r in runs if r.get("status") == "completed" and r.get("main_metric") in r.get("metrics", {})]
+    overrides = [_override_dict(r) for r in done]
+    varying = _varying(overrides)
+    if "seed" not in varying:
+        return None
+    others = [k for k in varying if k != "seed"]
+    groups: dict[tuple, list[tuple[str, float]]] = {}
+    for r, o in zip(done, overrides):
+        key = (r.get("task"), r["main_metric"], r.get("mode", "min"), *(o.get(k, "") for k in others))
+        groups.setdefault(key, []).append((o.get("seed", ""), float(r["metrics"][r["main_metric"]])))
+    rows = []
+    for (task, metric, mode, *values), per_seed in groups.items():
+        figures = [v for _, v in per_seed]
+        spread = statistics.stdev(figures) if len(figures) > 1 else 0.0
+        seeds = " ".join(f"{s}:{v:.4g}" for s, v in sorted(per_seed, key=lambda p: _as_number(p[0])))
+        rows.append([task, *values, metric, len(figures), statistics.median(figures), statistics.mean(figures),
+                     spread, min(figures), max(figures), seeds, mode])
+    rows.sort(key=lambda row: row[-7] if row[-1] == "min" else -row[-7])  # by median, in the metric's direction
+    header = ["task", *others, "metric", "seeds", "median", "mean", "std", "min", "max", "per seed"]
+    return header, [row[:-1] for row in rows]
+
+
+def _as_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.inf
+
+
 def _fmt(x) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
@@ -133,6 +172,23 @@ def render(header: list[str], rows: list[list], fmt: str) -> str:
     return "\n".join(lines)
 
 
+def markdown_report(runs: list[dict]) -> str:
+    """One table per task (best first), each followed by its table over seeds when its runs differ by seed."""
+    tasks = list(dict.fromkeys(r.get("task") for r in runs))
+    parts = []
+    for task in tasks:
+        mine = [r for r in runs if r.get("task") == task]
+        if len(tasks) > 1:
+            parts.append(f"## {task or 'runs without a readable task'}\n")
+        parts.append(render(*build_table(mine), "markdown"))
+        seeds = seed_table(mine)
+        if seeds is not None:
+            parts.append("\nThe main metric over seeds (completed runs, grouped by everything but the seed):\n")
+            parts.append(render(*seeds, "markdown"))
+        parts.append("")
+    return "\n".join(parts).rstrip("\n")
+
+
 def report_main(root: Path, fmt: str) -> int:
     """Print the table of the runs under ``root`` (stdout); errors and unreadable runs go to stderr."""
     if not root.exists():
@@ -146,10 +202,11 @@ def report_main(root: Path, fmt: str) -> int:
         if r.get("status") == "unreadable":
             print(f"dwx: warning: {root / r['run'] / 'metrics.json'} is unreadable: {r['error']}", file=sys.stderr)
     header, rows = build_table(runs)
-    print(render(header, rows, fmt))
+    text = render(header, rows, fmt) if fmt != "markdown" else markdown_report(runs)
+    print(text)
     if len(runs) > 1:
         try:
-            (root / "report.md").write_text(render(header, rows, "markdown") + "\n")
+            (root / "report.md").write_text(markdown_report(runs) + "\n")
             written = [root / "report.md"]
             if _plot(runs, header[2 : header.index("status")], root / "report.png"):
                 written.append(root / "report.png")

@@ -67,7 +67,9 @@ def test_report_prints_them_and_warns_on_stderr(mixed):
     assert len(warnings) == len(BAD) and "Traceback" not in out.stderr
     assert any(f"{mixed / 'corrupt' / 'metrics.json'} is unreadable: not valid JSON" in w for w in warnings)
     md = (mixed / "report.md").read_text()
-    assert md.count("| unreadable |") == len(BAD) and md.splitlines()[0].endswith("| error |")
+    unreadable = md.split("## runs without a readable task")[1]  # one table per task; these have none
+    assert md.count("| unreadable |") == unreadable.count("| unreadable |") == len(BAD)
+    assert unreadable.strip().splitlines()[0].endswith("| error |")
 
 
 def test_a_single_unreadable_run(tmp_path):
@@ -98,3 +100,27 @@ def test_a_running_record_whose_process_is_gone_is_reported_stale(tmp_path, caps
     runs = {r["run"]: r for r in collect_runs(tmp_path)}
     assert runs["killed"]["status"] == "stale" and "is gone" in runs["killed"]["error"]
     assert runs["alive"]["status"] == "running"
+
+
+def _run(root, name, task, metric, value, overrides):
+    (root / name).mkdir(parents=True)
+    record = {"task": task, "status": "completed", "main_metric": metric, "mode": "min", "metrics": {metric: value},
+              "steps": 1, "wall_time_s": 1.0, "overrides": [f"task={task}", *overrides]}
+    (root / name / "metrics.json").write_text(json.dumps(record))
+
+
+def test_report_gives_the_spread_over_seeds_and_one_table_per_task(tmp_path):
+    from runner.report import markdown_report, seed_table
+
+    for i, (lr, seed, value) in enumerate([("0.1", 0, 0.3), ("0.01", 0, 0.12), ("0.01", 1, 0.15), ("0.1", 1, 0.25),
+                                          ("0.01", 2, 0.11)]):
+        _run(tmp_path, str(i), "depth_from_video", "abs_rel", value, [f"optim.lr={lr}", f"seed={seed}"])
+    _run(tmp_path, "p", "physical_params", "rel_err", 0.01, [])
+    runs = collect_runs(tmp_path)
+    header, rows = seed_table([r for r in runs if r["task"] == "depth_from_video"])
+    assert header == ["task", "optim.lr", "metric", "seeds", "median", "mean", "std", "min", "max", "per seed"]
+    assert [row[1] for row in rows] == ["0.01", "0.1"]  # best median first
+    assert rows[0][3:6] == [3, 0.12, pytest.approx(0.38 / 3)] and rows[0][-1] == "0:0.12 1:0.15 2:0.11"
+    text = markdown_report(runs)
+    assert "## depth_from_video" in text and "## physical_params" in text
+    assert all(line.count("| task |") <= 1 for line in text.splitlines())  # no second task column
