@@ -216,7 +216,8 @@ def run_job(cfg: DictConfig) -> float:
             if dist_info.is_main:
                 with loop.evaluated_weights():
                     task.save(run_dir / "artifacts")
-        logger.hparams(hparams_from_overrides(overrides), result.metrics)
+        main_first = {task.metric: result.metrics[task.metric], **result.metrics}
+        logger.hparams(hparams_from_overrides(overrides), main_first)
         value = result.metrics[task.metric]
         beats = beats_baseline(result.metrics, task.metric, task.mode)
         record.update(

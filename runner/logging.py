@@ -88,6 +88,13 @@ def to_rgb_images(images: Tensor) -> Tensor:
     raise ValueError(f"images must be (B, H, W), (B, H, W, 1) or (B, H, W, 3), got {tuple(images.shape)}")
 
 
+def _hparam_value(value) -> float | str | bool:
+    """A value the HParams tab shows as the user wrote it: bools and floats as such, the rest as text."""
+    if isinstance(value, (bool, float, str)):
+        return value
+    return str(value) if isinstance(value, int) else json.dumps(value)
+
+
 class TensorBoardLogger:
     """Writes TensorBoard event files into ``log_dir``."""
 
@@ -125,9 +132,18 @@ class TensorBoardLogger:
         self.writer.add_text(tag, text, step)
 
     def hparams(self, params, metrics):
-        clean = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v)) for k, v in params.items()}
-        finite = {f"hparam/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        self.writer.add_hparams(clean, finite, run_name=".")
+        """The run's overrides and final metrics for TensorBoard's HParams tab.
+
+        The metrics are declared by the tags the loop already logs (``metric/<name>``, the first of
+        ``metrics`` first: the main metric), so the tab reads their last values and no second copy of them
+        clutters the scalars tab. Integers (seeds, step counts) are shown as written, not as floats.
+        """
+        from torch.utils.tensorboard.summary import hparams
+
+        clean = {k: _hparam_value(v) for k, v in params.items()}
+        declared = {f"metric/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        for summary in hparams(clean, declared):
+            self.writer.file_writer.add_summary(summary)
 
     def close(self):
         self.writer.flush()

@@ -88,6 +88,11 @@ def test_hparams_logged(tmp_path):
     sessions = [plugin_data_pb2.HParamsPluginData.FromString(c) for tags in content.values() for c in tags.values()]
     starts = [s.session_start_info for s in sessions if s.HasField("session_start_info")]
     assert starts and starts[0].hparams["optim.lr"].number_value == pytest.approx(0.05)
+    assert starts[0].hparams["loop.steps"].string_value == "20"  # integers as written, not 20.0
+    experiment = [s.experiment for s in sessions if s.HasField("experiment")][0]
+    assert [m.name.tag for m in experiment.metric_infos][0] == "metric/rot_err_deg"  # the main metric first
+    scalars = [t for run in mux.Runs() for t in mux.GetAccumulator(run).Tags()["scalars"]]
+    assert "metric/rot_err_deg" in scalars and not [t for t in scalars if t.startswith("hparam")]  # no clutter
 
 
 @pytest.mark.parametrize(
