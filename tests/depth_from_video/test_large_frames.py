@@ -85,3 +85,13 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(tmp_path, big_frame
     two, six = _peak_mb(big_frames), _peak_mb(many)
     # Decoding all six at full size before resizing: 4 more frames of 144 MB each as float (and the stack).
     assert six - two < 60, f"peak {two:.0f} MB for 2 frames, {six:.0f} MB for 6"
+
+
+def test_an_mp4_video_is_read_frame_by_frame_at_the_training_size(tmp_path):
+    """MP4 needs the `video` extra (imageio-ffmpeg), which CI installs: a missing plugin fails here, no skip."""
+    frames = (np.random.default_rng(0).random((12, 48, 64, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "clip.mp4"
+    iio.imwrite(path, frames, fps=10, codec="libx264")
+    read, size = read_frames_at(path, (24, 32), stride=2)
+    assert size == (48, 64) and read.shape == (6, 3, 24, 32)
+    assert 0 <= float(read.min()) and float(read.max()) <= 1
