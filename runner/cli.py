@@ -185,14 +185,21 @@ def run(args: list[str]) -> int:
 
     import hydra
 
-    from runner.app import run_job
     from runner.run_folder import register_resolvers
 
     register_resolvers()
     _register_sweeper()
     sys.argv = ["dwx run", *args]
-    hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")(run_job)()
+    hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, version_base="1.3")(_job)()
     return 0
+
+
+def _job(cfg) -> float:
+    """Hydra's task function: :func:`runner.app.run_job`, imported only when a job runs (it pulls in torch,
+    which ``dwx run --help`` and ``--cfg`` do not need)."""
+    from runner.app import run_job
+
+    return run_job(cfg)
 
 
 def _register_sweeper() -> None:
