@@ -185,6 +185,8 @@ def run_job(cfg: DictConfig) -> float:
             device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
             log.info("run folder %s; %s, %d torch threads; setting up %s", run_dir, device, torch.get_num_threads(),
                      record.data["task"])
+            log.info("what differs from the defaults: %s (the whole config: %s)", " ".join(overrides) or "nothing",
+                     run_dir / ".hydra" / "config.yaml")
             init_process_group(dist_info, device)
             task = instantiate(cfg.task, _convert_="all")
             logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
