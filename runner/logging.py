@@ -103,10 +103,24 @@ class TensorBoardLogger:
 
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(str(self.log_dir))
+        self._charted = False
 
     def scalars(self, values, step):
         for k, v in values.items():
             self.writer.add_scalar(k, float(v), step)
+        if not self._charted:
+            self._chart_against_baselines(values)
+
+    def _chart_against_baselines(self, values) -> None:
+        """Once the metrics are known: a chart per metric with a constant baseline (``metric/baseline_<m>``)
+        that draws the two as lines side by side (TensorBoard's Custom Scalars tab)."""
+        pairs = [k for k in values if k.startswith("metric/") and f"metric/baseline_{k[7:]}" in values]
+        if not any(k.startswith("metric/") for k in values):
+            return
+        self._charted = True  # add_custom_scalars may be called once per writer
+        if pairs:
+            charts = {k[7:]: ["Multiline", [k, f"metric/baseline_{k[7:]}"]] for k in pairs}
+            self.writer.add_custom_scalars({"metric against its constant baseline": charts})
 
     def images(self, tag, images, step, max_images=4):
         rgb = to_rgb_images(images[:max_images])

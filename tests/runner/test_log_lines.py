@@ -44,3 +44,19 @@ def test_beats_baseline_compares_the_main_metric_in_its_direction():
     assert beats_baseline({"abs_rel": 0.6, "baseline_abs_rel": 0.5}, "abs_rel", "min") is False
     assert beats_baseline({"iou": 0.6, "baseline_iou": 0.5}, "iou", "max") is True
     assert beats_baseline({"iou": 0.6}, "iou", "max") is None
+
+
+def test_a_metric_and_its_constant_baseline_share_one_chart(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from runner.logging import TensorBoardLogger
+
+    logger = TensorBoardLogger(tmp_path / "tb")
+    logger.scalars({"loss/total": 1.0}, 1)  # no metric yet: no chart
+    logger.scalars({"metric/abs_rel": 0.3, "metric/baseline_abs_rel": 0.5, "metric/a1": 0.6}, 2)
+    logger.close()
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0}).Reload()
+    layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = [(c.title, list(c.multiline.tag)) for cat in layout.category for c in cat.chart]
+    assert charts == [("abs_rel", ["metric/abs_rel", "metric/baseline_abs_rel"])]
