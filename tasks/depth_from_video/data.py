@@ -302,7 +302,9 @@ def _video_frames(path: Path, stride: int):
             if i % stride == 0:
                 yield img
     except Exception as e:
-        raise InputError(f"data.path: cannot read video {path}: {e} (MP4 needs the video extra: pip install -e '.[video]')") from e
+        raise InputError(
+            f"data.path: cannot read video {path}: {e} (MP4 needs the video extra: pip install -e '.[video]')"
+        ) from e
 
 
 class FramesVideo:

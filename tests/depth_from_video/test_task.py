@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
@@ -148,6 +149,8 @@ def test_visuals_and_artifacts(tmp_path):
     name = task.splits.test[0].name
     depth = np.load(tmp_path / "test_depth" / name / "000000.npy")
     assert depth.shape == (32, 96) and (depth >= task.min_depth).all()
+    preview = iio.imread(tmp_path / "test_depth" / name / "000000_color.png")  # what a person opens
+    assert preview.shape == (256, 768, 3) and preview.dtype == np.uint8 and preview.std() > 0
 
 
 @pytest.mark.parametrize(
