@@ -88,6 +88,17 @@ def to_rgb_images(images: Tensor) -> Tensor:
     raise ValueError(f"images must be (B, H, W), (B, H, W, 1) or (B, H, W, 3), got {tuple(images.shape)}")
 
 
+def readable_size(images: Tensor, min_height: int = 256, max_width: int = 2048) -> Tensor:
+    """(B, H, W, 3) images enlarged by a whole factor with nearest-neighbour (pixels stay sharp squares) so
+    that they are at least ``min_height`` tall, unless that would make them wider than ``max_width``.
+
+    TensorBoard shows an image at its own size: a 64x192 training view would be a thumbnail.
+    """
+    H, W = images.shape[1:3]
+    scale = max(1, min(-(-min_height // H), max_width // W))
+    return images.repeat_interleave(scale, 1).repeat_interleave(scale, 2) if scale > 1 else images
+
+
 def _hparam_value(value) -> float | str | bool:
     """A value the HParams tab shows as the user wrote it: bools and floats as such, the rest as text."""
     if isinstance(value, (bool, float, str)):
@@ -123,8 +134,11 @@ class TensorBoardLogger:
             self.writer.add_custom_scalars({"metric against its constant baseline": charts})
 
     def images(self, tag, images, step, max_images=4):
-        rgb = to_rgb_images(images[:max_images])
-        self.writer.add_images(tag, rgb.numpy(), step, dataformats="NHWC")
+        """Up to ``max_images`` images as one picture, one above the other (TensorBoard would tile a batch
+        side by side, and then shrink the wide strip to its card's width)."""
+        rgb = readable_size(to_rgb_images(images[:max_images]))
+        column = torch.cat(list(rgb), dim=0)[None]  # (1, B*H, W, 3)
+        self.writer.add_images(tag, column.numpy(), step, dataformats="NHWC")
 
     def mesh(self, tag, verts, faces, colors, step):
         v = verts.detach().float().cpu()[None]
@@ -139,7 +153,7 @@ class TensorBoardLogger:
         frames = to_rgb_images(frames)
         T = frames.shape[0]
         idx = np.linspace(0, T - 1, num=min(T, 8)).round().astype(int)
-        strip = torch.cat(list(frames[idx]), dim=1)[None]
+        strip = readable_size(torch.cat(list(frames[idx]), dim=1)[None])
         self.writer.add_images(tag, strip.numpy(), step, dataformats="NHWC")
 
     def text(self, tag, text, step):

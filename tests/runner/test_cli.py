@@ -72,6 +72,8 @@ def test_run_writes_complete_run_folder(tmp_path):
     peaks = [e.value for e in events.Scalars("grad/norm_max")]
     assert len(peaks) == 20 and all(0 < v < float("inf") for v in peaks)  # one per log line (log_every 10)
     assert "points/xy" in tags["images"]
+    image = events.Images("points/xy")[0]  # the toy task's 8x8 picture, enlarged to be seen
+    assert (image.height, image.width) == (256, 256)
     assert any("config" in t for t in tags["tensors"])
 
 

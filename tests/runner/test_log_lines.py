@@ -60,3 +60,20 @@ def test_a_metric_and_its_constant_baseline_share_one_chart(tmp_path):
     layout = layout_pb2.Layout.FromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = [(c.title, list(c.multiline.tag)) for cat in layout.category for c in cat.chart]
     assert charts == [("abs_rel", ["metric/abs_rel", "metric/baseline_abs_rel"])]
+
+
+def test_images_are_enlarged_sharply_and_stacked_to_be_read(tmp_path):
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from runner.logging import TensorBoardLogger, readable_size
+
+    small = torch.rand(1, 4, 6, 3)
+    big = readable_size(small)
+    assert big.shape == (1, 256, 384, 3) and torch.equal(big[0, :64, :64], small[0, :1, :1].expand(64, 64, 3))
+    assert readable_size(torch.rand(1, 8, 1000, 3)).shape == (1, 16, 2000, 3)  # no wider than 2048
+    logger = TensorBoardLogger(tmp_path / "tb")
+    logger.images("depth", torch.rand(4, 32, 96), 0)  # four 32x96 maps, one above the other at 8x
+    logger.close()
+    image = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload().Images("depth")[0]
+    assert (image.height, image.width) == (1024, 768)
