@@ -30,7 +30,7 @@ def test_tiny_fit_from_the_cli(tmp_path, env):
     obj = load_obj(run_dir / "artifacts" / "reconstruction.obj")
     assert obj.verts[0].shape == (162, 3) and obj.verts_colors is not None
     gif = iio.imread(run_dir / "artifacts" / "reconstruction_turntable.gif", index=None)
-    assert gif.shape[0] == 24 and gif.shape[1:3] == (32, 32)
+    assert gif.shape[0] == 24 and gif.shape[1:3] == (256, 256)  # 32 px views, enlarged 8x to be looked at
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
     sil = [e.value for e in events.Scalars("metric/silhouette_iou")]
     assert len(sil) == 2 and sil[1] > sil[0] > 0.6  # the sphere moves towards the table's outline
