@@ -24,7 +24,7 @@ from runner.distributed import (
     from_environment,
     init_process_group,
 )
-from runner.errors import Interrupted, find_cause, find_user_error
+from runner.errors import Interrupted, exception_chain, find_cause, find_user_error, first_line
 from runner.logging import NullLogger
 from runner.record import RunRecord, main_metric_value, read_record
 
@@ -97,38 +97,16 @@ def hparams_from_overrides(overrides: list[str]) -> dict[str, str | float | int 
     return params
 
 
-def requeued_run(run_dir: Path, overrides: list[str]) -> Path | None:
-    """``run_dir`` when an earlier start of this same job left it unfinished with a checkpoint, else None.
+def earlier_start(run_dir: Path, overrides: list[str]) -> dict | None:
+    """The record an earlier start of this same sweep job (same overrides) left in ``run_dir``, else None.
 
     A sweep job that SLURM requeues (pre-emption, or submitit's requeue at the time limit) or that is
-    launched again into the same sweep folder starts in its old folder: it then continues from
-    ``checkpoints/last.pt`` instead of starting over. Only for the same overrides and a run whose
-    metrics.json says ``running`` or ``interrupted``.
-    """
-    import json
-
-    record = run_dir / "metrics.json"
-    if not (run_dir / "checkpoints" / "last.pt").is_file() or not record.is_file():
-        return None
-    try:
-        data = json.loads(record.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if data.get("status") in ("running", "interrupted") and data.get("overrides") == overrides:
-        return run_dir
-    return None
-
-
-def completed_run(run_dir: Path, overrides: list[str]) -> dict | None:
-    """The record of ``run_dir`` when an earlier start of this same sweep job completed there, else None.
-
-    A sweep run again into its own folder (after Ctrl-C, a dead worker or a lost node) skips the jobs
-    that already completed, continues the unfinished ones (:func:`requeued_run`) and runs the rest.
+    launched again into the same sweep folder (after Ctrl-C, a dead worker or a lost node) starts in its
+    old folder: :func:`run_job` skips it when that record says ``completed`` and continues from
+    ``checkpoints/last.pt`` when it says ``running`` or ``interrupted``.
     """
     data = read_record(run_dir / "metrics.json")
-    if data is not None and data.get("status") == "completed" and data.get("overrides") == overrides:
-        return data
-    return None
+    return data if data is not None and data.get("overrides") == overrides else None
 
 
 def _stops_the_sweep(launcher: DictConfig) -> bool:
@@ -152,15 +130,17 @@ def run_job(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
-    if multirun and (done := completed_run(run_dir, overrides)) is not None:
+    earlier = earlier_start(run_dir, overrides) if multirun else None
+    if earlier is not None and earlier.get("status") == "completed":
         log.info("job %s already completed in %s: skipped", hc.job.num, run_dir)
-        return main_metric_value(done)
+        return main_metric_value(earlier)
     dist_info = from_environment()
     if not dist_info.is_main:  # rank 0 logs the run (console and run.log); the others only their problems
         logging.getLogger().setLevel(logging.WARNING)
     resume = Path(cfg.resume) if cfg.resume is not None else None
-    if resume is None and multirun:
-        resume = requeued_run(run_dir, overrides)
+    if (resume is None and earlier is not None and earlier.get("status") in ("running", "interrupted")
+            and (run_dir / "checkpoints" / "last.pt").is_file()):
+        resume = run_dir
     if dist_info.is_main:
         for folder in (run_dir, run_dir / "checkpoints"):
             for stale in remove_stale_temporaries(folder):
@@ -335,27 +315,12 @@ def describe_failure(exc: BaseException) -> str:
     root cause (Hydra's instantiate wraps the real error in "Error in call to target ...")."""
     user_error = find_user_error(exc)
     if user_error is not None:
-        return _first_line(user_error)
-    root, seen = exc, {id(exc)}
-    while (nxt := _cause_of(root)) is not None and id(nxt) not in seen:
-        root = nxt
-        seen.add(id(root))
-    head = _first_line(exc).rstrip(":")
+        return first_line(user_error)
+    *_, root = exception_chain(exc, as_shown=True)
+    head = first_line(exc).rstrip(":")
     if root is exc:
         return head
-    return f"{head}: {type(root).__name__}: {_first_line(root)}"
-
-
-def _cause_of(exc: BaseException) -> BaseException | None:
-    """The exception ``exc`` was raised from, as Python's traceback shows it (``from None`` hides it)."""
-    if exc.__cause__ is not None:
-        return exc.__cause__
-    return None if exc.__suppress_context__ else exc.__context__
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
+    return f"{head}: {type(root).__name__}: {first_line(root)}"
 
 
 def _full_errors() -> bool:

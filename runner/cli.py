@@ -271,12 +271,12 @@ def _saved_overrides(saved: Path) -> list[str]:
     """
     import yaml
 
-    from runner.errors import InputError
+    from runner.errors import InputError, first_line
 
     try:
         original = yaml.safe_load(saved.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"resume: cannot read {saved}: {(str(e).splitlines() or [type(e).__name__])[0]}") from e
+        raise InputError(f"resume: cannot read {saved}: {first_line(e)}") from e
     if not isinstance(original, list) or not all(isinstance(o, str) for o in original):
         raise InputError(f"resume: {saved} is not a list of override strings")
     original = [o for o in original if not o.startswith("resume=")]

@@ -6,6 +6,7 @@ They print as one line (``dwx: error: ...``) and exit with code 2, without a tra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TypeVar
 
 E = TypeVar("E", bound=BaseException)
@@ -35,15 +36,28 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def find_cause(exc: BaseException, kind: type[E]) -> E | None:
-    """The first exception of type ``kind`` in ``exc``'s cause/context chain (Hydra's instantiate wraps them)."""
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name when it has none."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def exception_chain(exc: BaseException, as_shown: bool = False) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, innermost last.
+
+    ``as_shown``: follow the chain as Python's traceback shows it (``raise ... from None`` ends it).
+    """
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind):
-            return exc
+        yield exc
         seen.add(id(exc))
+        if as_shown and exc.__cause__ is None and exc.__suppress_context__:
+            return
         exc = exc.__cause__ or exc.__context__
-    return None
+
+
+def find_cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``exc``'s cause/context chain (Hydra's instantiate wraps them)."""
+    return next((e for e in exception_chain(exc) if isinstance(e, kind)), None)
 
 
 def find_user_error(exc: BaseException) -> UserError | None:

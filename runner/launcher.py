@@ -11,7 +11,7 @@ sweep used to stop there. Here instead:
   during this launch, keeps that result. The others (not started yet, or left ``running`` by the dead worker
   or by loky killing its siblings) run again one after the other, each alone in loky's pool of one worker
   process (joblib itself would run ``n_jobs=1`` in the sweep's own process), so that a second death points
-  at exactly one job. A job that left a checkpoint continues from it (:func:`runner.app.requeued_run`);
+  at exactly one job. A job that left a checkpoint continues from it (:func:`runner.app.earlier_start`);
 * a job whose worker dies while it runs alone is recorded as ``failed`` in its metrics.json, with the
   signal ("the worker process died (signal 9: killed by the OS, e.g. out of memory)"), and returns NaN
   as every failed dwx job of a sweep does: the sweep goes on and ends as it ends with failed jobs.
@@ -42,7 +42,8 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from runner.record import RunRecord, main_metric_value, read_record, write_json_atomic
+from runner.app import earlier_start
+from runner.record import RunRecord, main_metric_value, write_json_atomic
 
 log = logging.getLogger("dwx")
 
@@ -136,8 +137,8 @@ def _output_dir(config: DictConfig) -> Path:
 def _finished(job: _Job, since: float) -> JobReturn | None:
     """The job's result when its metrics.json (with the job's overrides) says it completed, or says it
     failed or was interrupted since ``since``; else None."""
-    record = read_record(job.record)
-    if record is None or record.get("overrides") != job.task_overrides:
+    record = earlier_start(job.dir, job.task_overrides)
+    if record is None:
         return None
     if record.get("status") == "completed":
         return job.result(main_metric_value(record))
@@ -168,8 +169,8 @@ def _run_alone(job: _Job) -> JobReturn:
 def _record_death(job: _Job, message: str) -> JobReturn:
     """Record the job as failed with ``message`` (keeping the other fields of its record) and return NaN,
     as a failed dwx job of a sweep does."""
-    record = read_record(job.record)
-    if record is None or record.get("overrides") != job.task_overrides:
+    record = earlier_start(job.dir, job.task_overrides)
+    if record is None:
         RunRecord(job.dir, job.config.hydra.runtime.choices.get("task"), job.task_overrides).update(
             status="failed", error=message
         )

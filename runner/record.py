@@ -166,9 +166,9 @@ class RunRecord:
         continues had completed (then only a completed attempt replaces it)."""
         if self._target != self.path and not self._keep_previous:
             self._drop_attempt()
-            self._target = self.path
 
     def _drop_attempt(self) -> None:
+        """Delete this start's attempt file; its updates go to metrics.json from now on."""
         self._target.unlink(missing_ok=True)
         try:
             self._target.parent.rmdir()  # only when no other attempt is kept there

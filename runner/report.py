@@ -17,6 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from runner.errors import first_line
+
 
 def collect_runs(root: Path) -> list[dict]:
     """Every metrics.json below ``root`` (or ``root`` itself), with its folder relative to ``root``.
@@ -52,7 +54,7 @@ def _read_record(path: Path) -> tuple[dict | None, str | None]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None, f"not valid JSON ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return None, f"not valid JSON ({first_line(e)})"
     if not isinstance(data, dict):
         return None, f"not a JSON object but a {type(data).__name__}"
     metrics = data.get("metrics", {})
@@ -202,11 +204,11 @@ def report_main(root: Path, fmt: str) -> int:
         if r.get("status") == "unreadable":
             print(f"dwx: warning: {root / r['run'] / 'metrics.json'} is unreadable: {r['error']}", file=sys.stderr)
     header, rows = build_table(runs)
-    text = render(header, rows, fmt) if fmt != "markdown" else markdown_report(runs)
-    print(text)
+    markdown = markdown_report(runs)
+    print(markdown if fmt == "markdown" else render(header, rows, fmt))
     if len(runs) > 1:
         try:
-            (root / "report.md").write_text(markdown_report(runs) + "\n")
+            (root / "report.md").write_text(markdown + "\n")
             written = [root / "report.md"]
             if _plot(runs, header[2 : header.index("status")], root / "report.png"):
                 written.append(root / "report.png")

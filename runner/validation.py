@@ -7,14 +7,14 @@ import re
 
 from omegaconf import DictConfig, ListConfig
 
-from runner.errors import ConfigError
+from runner.errors import ConfigError, first_line
 
 
 def _positive_int(cfg: DictConfig, key: str, allow_none: bool = False, allow_zero: bool = False) -> None:
     value = cfg.get(key.rsplit(".", 1)[-1]) if "." not in key else _select(cfg, key)
     if value is None and allow_none:
         return
-    ok = isinstance(value, int) and not isinstance(value, bool) and (value > 0 or (allow_zero and value == 0))
+    ok = _is_int(value) and (value > 0 or (allow_zero and value == 0))
     if not ok:
         need = "a non-negative integer" if allow_zero else "a positive integer"
         raise ConfigError(
@@ -139,7 +139,7 @@ def _optional_backends(cfg: DictConfig) -> None:
                 importlib.import_module(target.rpartition(".")[0])
             except ImportError as e:  # other import problems are Hydra's to report, as before
                 if "pip install" in str(e):
-                    raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from e
+                    raise ConfigError(f"{path}: {first_line(e)}") from e
 
 
 def validate(cfg: DictConfig) -> None:
@@ -172,7 +172,7 @@ def validate(cfg: DictConfig) -> None:
         if group is not None and "lr" in group:
             _positive_number(cfg, f"optim.groups.{name}.lr")
     seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not _is_int(seed):
         raise ConfigError(f"seed must be an integer, got {seed!r}: set seed=<int>")
     if cfg.get("threads") != "auto":
         _positive_int(cfg, "threads", allow_none=True)

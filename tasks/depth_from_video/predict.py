@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from runner.errors import InputError
+from runner.errors import InputError, first_line
 from tasks.depth_from_video.data import read_frames_at
 from tasks.depth_from_video.models import DepthNet, disp_to_depth
 from tasks.depth_from_video.task import write_depth_maps
@@ -46,7 +46,7 @@ def _load_config(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as e:  # YAML syntax, duplicate keys, bad encoding: say which, not a parser traceback
-        raise InputError(f"{path}: not a readable config: {_first_line(e)}") from e
+        raise InputError(f"{path}: not a readable config: {first_line(e)}") from e
     if not isinstance(cfg, DictConfig):
         raise InputError(f"{path}: expected a mapping of config keys, got a {type(cfg).__name__}")
     return cfg
@@ -57,7 +57,7 @@ def _load_weights(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, not a pickle traceback
-        raise InputError(f"{path}: cannot read weights: {_first_line(e)}") from e
+        raise InputError(f"{path}: cannot read weights: {first_line(e)}") from e
     if (
         not isinstance(state, dict)
         or not isinstance(state.get("depth_net"), dict)
@@ -142,8 +142,6 @@ def _show(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _first_line(e: Exception) -> str:
-    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
 def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 16) -> int:
@@ -158,7 +156,7 @@ def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 1
     try:
         depth_net.load_state_dict(state["depth_net"])
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
-        raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {_first_line(e)}") from e
+        raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {first_line(e)}") from e
     depth_net.eval()
     frames, _ = read_frames_at(input_path, size)  # resized as each frame is decoded: memory ~ the training size
     with torch.no_grad():

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from runner.errors import ConfigError, InputError
 from runner.geometry.warping import resize_intrinsics, warp_frame
-from runner.logging import Logger, colorize
+from runner.logging import Logger, colorize, readable_size
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
 from runner.task import Task
@@ -649,17 +649,15 @@ class DepthFromVideo(Task):
         return text
 
 
-def write_depth_maps(depth: Tensor, folder: Path, min_height: int = 256) -> None:
+def write_depth_maps(depth: Tensor, folder: Path) -> None:
     """(T, H, W) depth -> ``folder/<t:06d>.npy`` (float32), ``.png`` (uint16, x1000: data, which looks black in
     an image viewer) and ``_color.png``: inverse depth colour-mapped on one range for the whole sequence (near
-    is red, far is blue), upscaled with nearest-neighbour to at least ``min_height`` pixels to be seen."""
+    is red, far is blue), enlarged to be seen (:func:`runner.logging.readable_size`)."""
     folder.mkdir(parents=True, exist_ok=True)
     depth = depth.detach().float().cpu()
     inverse = 1.0 / depth.clamp(min=1e-6)
     lo, hi = torch.quantile(inverse.flatten()[:: max(1, inverse.numel() // 100_000)], torch.tensor([0.02, 0.98]))
-    scale = -(-min_height // depth.shape[1])  # ceil
-    color = colorize(inverse, float(lo), float(hi)).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    color = (color * 255).round().to(torch.uint8).numpy()
+    color = (readable_size(colorize(inverse, float(lo), float(hi))) * 255).round().to(torch.uint8).numpy()
     for t, d in enumerate(depth.numpy()):
         np.save(folder / f"{t:06d}.npy", d.astype(np.float32))
         iio.imwrite(folder / f"{t:06d}.png", np.clip(d * 1000, 0, 65535).round().astype(np.uint16))
