@@ -138,8 +138,12 @@ def run_job(cfg: DictConfig) -> float:
     if not dist_info.is_main:  # rank 0 logs the run (console and run.log); the others only their problems
         logging.getLogger().setLevel(logging.WARNING)
     resume = Path(cfg.resume) if cfg.resume is not None else None
-    if (resume is None and earlier is not None and earlier.get("status") in ("running", "interrupted")
-            and (run_dir / "checkpoints" / "last.pt").is_file()):
+    if (
+        resume is None
+        and earlier is not None
+        and earlier.get("status") in ("running", "interrupted")
+        and (run_dir / "checkpoints" / "last.pt").is_file()
+    ):
         resume = run_dir
     if dist_info.is_main:
         for folder in (run_dir, run_dir / "checkpoints"):
@@ -163,10 +167,18 @@ def run_job(cfg: DictConfig) -> float:
 
             validate(cfg)
             device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
-            log.info("run folder %s; %s, %d torch threads; setting up %s", run_dir, device, torch.get_num_threads(),
-                     record.data["task"])
-            log.info("what differs from the defaults: %s (the whole config: %s)", " ".join(overrides) or "nothing",
-                     run_dir / ".hydra" / "config.yaml")
+            log.info(
+                "run folder %s; %s, %d torch threads; setting up %s",
+                run_dir,
+                device,
+                torch.get_num_threads(),
+                record.data["task"],
+            )
+            log.info(
+                "what differs from the defaults: %s (the whole config: %s)",
+                " ".join(overrides) or "nothing",
+                run_dir / ".hydra" / "config.yaml",
+            )
             init_process_group(dist_info, device)
             task = instantiate(cfg.task, _convert_="all")
             logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
@@ -187,11 +199,11 @@ def run_job(cfg: DictConfig) -> float:
             record.update(main_metric=task.metric, mode=task.mode)
             logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=False) + "\n```", loop.step)
             log.info(
-                "task %s on %s (%d torch threads), %d steps -> %s",
+                "task %s on %s (%d torch threads), %s -> %s",
                 record.data["task"],
                 device,
                 torch.get_num_threads(),
-                loop.total_steps,
+                loop.budget.describe(),
                 run_dir,
             )
             result = loop.run(stop)
@@ -209,6 +221,8 @@ def run_job(cfg: DictConfig) -> float:
             skipped_steps=result.skipped_steps,
             wall_time_s=round(loop.wall_time(), 3),
             beats_baseline=beats,
+            schedule_steps=result.schedule_steps,
+            time_budget_s=loop.budget.seconds,
         )
         summary = task.summary(result.metrics)
         log.info(
@@ -219,22 +233,39 @@ def run_job(cfg: DictConfig) -> float:
             " (early stop)" if result.early_stopped else "",
             run_dir,
         )
+        if result.schedule_steps > result.steps:
+            log.info(
+                "the time budget (%g s) allowed %d of the %d steps: the schedules were compressed onto them "
+                "(runner/budget.py); loop.time_budget=null runs all %d",
+                loop.budget.seconds,
+                result.steps,
+                loop.total_steps,
+                loop.total_steps,
+            )
         if beats is False:
             log.warning(
                 "%s %.4g is no better than the constant baseline's %.4g: this run has not learned more than a "
                 "constant (too few steps? loop.steps=%d)",
-                task.metric, value, result.metrics[f"baseline_{task.metric}"], loop.total_steps,
+                task.metric,
+                value,
+                result.metrics[f"baseline_{task.metric}"],
+                loop.total_steps,
             )
         if dist_info.is_main:
-            log.info("next: tensorboard --logdir %s --host 127.0.0.1; artifacts in %s; dwx report %s",
-                     run_dir / "tb", run_dir / "artifacts", run_dir)
+            log.info(
+                "next: tensorboard --logdir %s --host 127.0.0.1; artifacts in %s; dwx report %s",
+                run_dir / "tb",
+                run_dir / "artifacts",
+                run_dir,
+            )
         return value
     except Exception as e:
         interrupt = find_cause(e, Interrupted)  # during instantiate it arrives wrapped by Hydra
         if interrupt is not None:
             loop_state = (loop.step, loop.skipped, loop.wall_time()) if loop else (0, 0, time.perf_counter() - started)
-            return _record_interrupt(interrupt, record, loop_state, loop is not None and loop.saved_step is not None,
-                                     hc, multirun, run_dir)
+            return _record_interrupt(
+                interrupt, record, loop_state, loop is not None and loop.saved_step is not None, hc, multirun, run_dir
+            )
         message = describe_failure(e)
         record.update(
             status="failed",
@@ -249,8 +280,9 @@ def run_job(cfg: DictConfig) -> float:
         if find_user_error(e) is not None and not _full_errors():
             print(f"dwx: error: {message}", file=sys.stderr)
             if record.written_to != record.path:
-                print(f"dwx: {record.path} is unchanged; this attempt is recorded in {record.written_to}",
-                      file=sys.stderr)
+                print(
+                    f"dwx: {record.path} is unchanged; this attempt is recorded in {record.written_to}", file=sys.stderr
+                )
             sys.exit(2)
         raise
     finally:
@@ -260,7 +292,12 @@ def run_job(cfg: DictConfig) -> float:
 
 
 def _record_interrupt(
-    e: Interrupted, record: RunRecord, loop_state: tuple[int, int, float], checkpointed: bool, hc, multirun: bool,
+    e: Interrupted,
+    record: RunRecord,
+    loop_state: tuple[int, int, float],
+    checkpointed: bool,
+    hc,
+    multirun: bool,
     run_dir: Path,
 ) -> float:
     """Record a run stopped by SIGINT/SIGTERM; exit with 128 + the signal, or NaN for a SLURM sweep job.
@@ -306,7 +343,8 @@ def _warn_of_a_longer_warm_up(scheduler: DictConfig | None, total_steps: int) ->
         log.warning(
             "the learning-rate warm-up (%d steps) is not shorter than the run (%d steps): the rate never reaches "
             "its base value; shorten it (scheduler.total_iters / scheduler.warmup_steps) or raise loop.steps",
-            warm, total_steps,
+            warm,
+            total_steps,
         )
 
 

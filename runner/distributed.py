@@ -126,6 +126,16 @@ def sum_over_ranks(value: Tensor) -> Tensor:
     return value
 
 
+def max_over_ranks(value: int) -> int:
+    """The largest of an integer over the ranks (the value itself in one process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() <= 1:
+        return value
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 class _AllReduceSum(torch.autograd.Function):
     """Differentiable sum over the ranks: the gradient of each rank's input is the sum of the ranks'
     output gradients (each rank's loss depends on every rank's input through the sum)."""

@@ -15,13 +15,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from runner.budget import Budget, parse_duration
 from runner.checkpoint import all_finite, rng_state, save_checkpoint, set_rng_state
-from runner.distributed import average_gradients
+from runner.distributed import average_gradients, max_over_ranks
 from runner.ema import WeightAverage
 from runner.errors import ConfigError, Interrupted, NonFiniteError
 from runner.logging import Logger
@@ -47,6 +49,7 @@ class LoopSettings:
     nonfinite: str = "stop"
     max_skipped_fraction: float = 0.1
     progress: str = "auto"
+    time_budget: float | None = None  # [s]; parsed from e.g. "10m" by from_config
 
     @staticmethod
     def from_config(cfg) -> LoopSettings:
@@ -65,13 +68,18 @@ class LoopSettings:
             nonfinite=cfg.nonfinite,
             max_skipped_fraction=float(cfg.max_skipped_fraction),
             progress=cfg.progress,
+            time_budget=parse_duration(cfg.get("time_budget")),
         )
 
 
 @dataclass
 class LoopResult:
+    """How a run ended: the last evaluation, the optimiser steps taken and the schedule position reached
+    (the two differ only when ``loop.time_budget`` compressed the schedules, see runner/budget.py)."""
+
     metrics: dict[str, float]
     steps: int
+    schedule_steps: int
     early_stopped: bool = False
     skipped_steps: int = 0
 
@@ -160,13 +168,15 @@ class Loop:
         self.task, self.optimizer, self.scheduler, self.logger = task, optimizer, scheduler, logger
         self.settings = settings
         self.checkpoint_path = checkpoint_path
-        self.total_steps = self._budget()
+        self.budget = Budget(self._budget(), settings.time_budget)
+        self.total_steps = self.budget.steps
         task.check_budget(self.total_steps)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.is_lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         self.early = _EarlyStopping(task.mode, settings.patience, settings.min_delta)
         self.ema = None if settings.ema_decay is None else WeightAverage(task, settings.ema_decay)
-        self.step = 0
+        self.step = 0  # the schedule position (runner/budget.py): the step count unless a time budget runs ahead
+        self.taken = 0  # optimiser steps taken (skipped ones included)
         self.saved_step: int | None = None  # the step held by checkpoints/last.pt, None before the first
         self.skipped = 0
         self.elapsed_before = 0.0  # wall time of earlier segments of a resumed run [s]
@@ -191,6 +201,7 @@ class Loop:
     def state_dict(self) -> dict:
         return {
             "step": self.step,
+            "taken": self.taken,
             "task": self.task.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "optimizer_class": type(self.optimizer).__name__,
@@ -217,6 +228,7 @@ class Loop:
         self.early.best = state["early_stopping"]["best"]
         self.early.bad_evals = state["early_stopping"]["bad_evals"]
         self.step = int(state["step"])
+        self.taken = int(state.get("taken", self.step))
         self.saved_step = self.step
         self.skipped = int(state["skipped"])
         self.elapsed_before = float(state["elapsed_s"])
@@ -346,11 +358,23 @@ class Loop:
                 f"{e}. checkpoints/last.pt holds {self._saved_description()}; lower the learning rate, "
                 "set loop.clip_grad_norm, or loop.nonfinite=skip"
             ) from None
-        if self.scheduler is not None:
-            self.scheduler.step()
         if self.ema is not None:
             self.ema.update()
         return True
+
+    def _advance(self, stepped: bool) -> int:
+        """Count the step just taken and move the schedule position (and the LR scheduler with it); returns
+        the previous position. A skipped step leaves the scheduler one behind, as without a time budget."""
+        previous = self.step
+        self.taken += 1
+        position = self.budget.position(previous + 1, self.wall_time())
+        if self.budget.seconds is not None and self.task.world_size > 1:
+            position = max_over_ranks(position)  # the ranks draw their batches from the same position
+        self.step = position
+        if self.scheduler is not None:
+            for _ in range(position - previous - (0 if stepped else 1)):
+                self.scheduler.step()
+        return previous
 
     def _check_skipped_share(self) -> None:
         """Fail once more than ``max_skipped_fraction`` of the step budget has been skipped."""
@@ -365,7 +389,7 @@ class Loop:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop: StopFlag | None = None) -> LoopResult:
-        """Run from ``self.step`` (0, or the step of a loaded checkpoint) to the budget."""
+        """Run from ``self.step`` (0, or the step of a loaded checkpoint) to the end of the budget."""
         s, task = self.settings, self.task
         stop = stop or StopFlag()
         stop.deferred = True
@@ -374,28 +398,29 @@ class Loop:
         self._t0 = time.perf_counter()
         bar = _progress(s.progress, self.total_steps, self.step)
         quiet = s.progress == "off"
-        t_last, step_last = time.perf_counter(), self.step
+        t_last, taken_last = time.perf_counter(), self.taken
         try:
             while self.step < self.total_steps:
                 stepped = self._take_step()
-                self.step += 1
-                logged = False
+                previous = self._advance(stepped)
                 done = self.step
                 last = done == self.total_steps
-                if stepped and (done % s.log_every == 0 or last):
+                due = partial(_crossed, previous=previous, position=done)
+                logged = False
+                if stepped and (due(s.log_every) or last):
                     now = time.perf_counter()
                     scalars = {f"loss/{k}": v.item() for k, v in self._terms.items()}
                     scalars["loss/total"] = self._total.item()
-                    scalars["time/step_s"] = (now - t_last) / max(done - step_last, 1)
+                    scalars["time/step_s"] = (now - t_last) / max(self.taken - taken_last, 1)
                     if self._grad_norm_max is not None:  # before clipping; L-BFGS steps have none
                         scalars["grad/norm_max"] = self._grad_norm_max.item()
                         self._grad_norm_max = None
                     for i, g in enumerate(self.optimizer.param_groups):
                         scalars[f"lr/{g.get('name', i)}"] = g["lr"]
                     self.logger.scalars(scalars, done)
-                    t_last, step_last = now, done
+                    t_last, taken_last = now, self.taken
                     logged = True
-                if done % s.eval_every == 0 or last:
+                if due(s.eval_every) or last:
                     metrics = self._evaluate(done)
                     logged = True
                     if self.early.update(metrics[task.metric]):
@@ -408,11 +433,11 @@ class Loop:
                         )
                         early_stopped = True
                 if logged and not quiet:
-                    _report(bar, done, self.total_steps, self._total.item(), task.metric, metrics)
-                if (s.image_every and done % s.image_every == 0) or last or early_stopped:
+                    _report(bar, done, self.total_steps, self.taken, self._total.item(), task.metric, metrics)
+                if due(s.image_every) or last or early_stopped:
                     with torch.no_grad(), self.evaluated_weights():
                         task.visuals(self.logger, done)
-                if done % s.checkpoint_every == 0 or last or early_stopped:
+                if due(s.checkpoint_every) or last or early_stopped:
                     self.save()
                 if stop.signum is not None:
                     self.save()
@@ -420,13 +445,19 @@ class Loop:
                 if early_stopped:
                     break
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(done - previous)
             if not metrics:  # resumed at the end of the budget: evaluate what was loaded
                 metrics = self._evaluate(self.step)
         finally:
             if bar is not None:
                 bar.close()
-        return LoopResult(metrics=metrics, steps=self.step, early_stopped=early_stopped, skipped_steps=self.skipped)
+        return LoopResult(
+            metrics=metrics,
+            steps=self.taken,
+            schedule_steps=self.step,
+            early_stopped=early_stopped,
+            skipped_steps=self.skipped,
+        )
 
     def wall_time(self) -> float:
         """Wall time of the whole run so far, resumed segments included [s]."""
@@ -444,6 +475,11 @@ class Loop:
         return metrics
 
 
+def _crossed(every: int, previous: int, position: int) -> bool:
+    """Whether a multiple of ``every`` (a cadence; 0 = never) lies in (previous, position]."""
+    return bool(every) and position // every > previous // every
+
+
 def _progress(mode: str, total: int, start: int):
     """A tqdm bar on a terminal (``auto``) or when asked (``bar``); None means plain log lines."""
     if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
@@ -453,9 +489,12 @@ def _progress(mode: str, total: int, start: int):
     return None
 
 
-def _report(bar, done: int, total: int, loss: float, metric: str, metrics: dict[str, float]) -> None:
+def _report(bar, done: int, total: int, taken: int, loss: float, metric: str, metrics: dict[str, float]) -> None:
+    """The progress bar's text and a run.log line; ``taken`` is named when a time budget ran ahead of it."""
     main = metrics.get(metric)
     text = f"loss {loss:.4g}" + (f"  {metric} {main:.4g}" if main is not None else "")
+    if taken != done:
+        text += f"  ({taken} steps taken)"
     if bar is not None:
         bar.set_postfix_str(text, refresh=False)
     log.info("step %d/%d  %s", done, total, text, extra={"file_only": bar is not None})  # run.log keeps the curve

@@ -3,9 +3,14 @@
 ::
 
     {"task": "...", "status": "completed" | "interrupted" | "failed", "main_metric": "abs_rel",
-     "mode": "min", "metrics": {...}, "steps": 1000, "skipped_steps": 0, "wall_time_s": 123.4,
+     "mode": "min", "metrics": {...}, "steps": 1000, "skipped_steps": 0, "schedule_steps": 1000,
+     "time_budget_s": null | 600.0, "wall_time_s": 123.4,
      "error": null | "...", "versions": {"python": ..., "torch": ..., "dwx": ...}, "git_commit": ...,
      "overrides": [...], "host": "...", "pid": 1234}
+
+``steps`` counts the optimiser steps taken; ``schedule_steps`` is the schedule position reached, more than
+``steps`` when ``loop.time_budget`` (``time_budget_s``) compressed the schedules onto fewer steps
+(runner/budget.py).
 
 ``host`` and ``pid`` name the process that writes the record, so that ``dwx report`` can tell a run that
 is still ``running`` from one whose process was killed (``stale``).
@@ -134,6 +139,8 @@ class RunRecord:
             "metrics": {},
             "steps": 0,
             "skipped_steps": 0,
+            "schedule_steps": 0,
+            "time_budget_s": None,
             "wall_time_s": 0.0,
             "beats_baseline": None,
             "error": None,

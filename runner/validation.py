@@ -7,6 +7,7 @@ import re
 
 from omegaconf import DictConfig, ListConfig
 
+from runner.budget import parse_duration
 from runner.errors import ConfigError, first_line
 
 
@@ -148,7 +149,7 @@ def validate(cfg: DictConfig) -> None:
     if task is None or not isinstance(task, DictConfig) or "_target_" not in task:
         # task keys without a task (an experiment or override that sets task.* but selects none)
         raise ConfigError("no task given: add task=<name> (dwx list shows the tasks)")
-    if cfg.get("epochs", None) is None:
+    if _select(cfg, "loop.epochs") is None:
         _positive_int(cfg, "loop.steps")
     _positive_int(cfg, "loop.epochs", allow_none=True)
     for key in ("loop.eval_every", "loop.log_every", "loop.checkpoint_every"):
@@ -166,6 +167,7 @@ def validate(cfg: DictConfig) -> None:
             f"loop.max_skipped_fraction must be in [0, 1], got {share!r}: e.g. loop.max_skipped_fraction=0.1"
         )
     _one_of(cfg, "loop.progress", ("auto", "bar", "lines", "off"))
+    parse_duration(_select(cfg, "loop.time_budget"))
     _positive_number(cfg, "optim.lr")
     groups = _select(cfg, "optim.groups") or {}
     for name, group in groups.items():

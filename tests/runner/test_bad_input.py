@@ -51,8 +51,10 @@ PHYSICS, RECON, DEPTH = "experiment=physics_tiny", "experiment=recon_tiny_fit", 
         (f"{PHYSICS} scheduler=cosine scheduler.eta_min=inf", "scheduler.eta_min must be a finite number >= 0"),
         (f"{PHYSICS} scheduler=warmup scheduler.total_iters=-1", "scheduler.total_iters must be a positive integer"),
         (f"{PHYSICS} scheduler=warmup scheduler.start_factor=0", "scheduler.start_factor must be a number in (0, 1]"),
-        (f"{PHYSICS} scheduler=warmup_cosine scheduler.warmup_steps=30",
-         "scheduler.warmup_steps must be less than scheduler.total_steps, got 30 and 30"),
+        (
+            f"{PHYSICS} scheduler=warmup_cosine scheduler.warmup_steps=30",
+            "scheduler.warmup_steps must be less than scheduler.total_steps, got 30 and 30",
+        ),
         (f"{PHYSICS} optim.lr=inf", "optim.lr must be a positive finite number, got inf"),
         (f"{PHYSICS} optim.lr=nan", "optim.lr must be a positive finite number, got nan"),
         (f"{RECON} optim.groups.pose.lr=inf", "optim.groups.pose.lr must be a positive finite number"),
@@ -70,6 +72,9 @@ PHYSICS, RECON, DEPTH = "experiment=physics_tiny", "experiment=recon_tiny_fit", 
         ("task=depth_from_video data=frames data.frame_stride=0", "data.frame_stride must be a positive integer"),
         ("task=depth_from_video data=seven_scenes data.frame_stride=-2", "data.frame_stride must be a positive"),
         ("task=depth_from_video data=kitti data.image_size=[0,320]", "data.image_size must be [H, W]"),
+        (f"{PHYSICS} loop.time_budget=ten", "loop.time_budget='ten': give a duration such as 600"),
+        (f"{PHYSICS} loop.time_budget=-5m", "loop.time_budget='-5m': give a duration"),
+        (f"{PHYSICS} loop.time_budget=0", "loop.time_budget=0: must be a positive duration"),
     ],
 )
 def test_out_of_range_config_values_are_config_errors(overrides, message):
@@ -136,9 +141,18 @@ def _frames(folder, n=12, size=(32, 96)):
 def test_nan_focal_length_is_one_line_not_a_segfault(tmp_path):
     (tmp_path / "K.yaml").write_text(json.dumps(INTRINSICS).replace("50.0", ".nan", 1))
     out = run_dwx(
-        "run", "task=depth_from_video", "data=frames", f"data.path={_frames(tmp_path / 'frames')}",
-        f"data.intrinsics={tmp_path / 'K.yaml'}", "data.image_size=[32,96]", "data.test_fraction=0",
-        "task.batch_size=2", "task.coarse_steps=0", "task.scales=[0]", "loop.steps=2", "logger=none",
+        "run",
+        "task=depth_from_video",
+        "data=frames",
+        f"data.path={_frames(tmp_path / 'frames')}",
+        f"data.intrinsics={tmp_path / 'K.yaml'}",
+        "data.image_size=[32,96]",
+        "data.test_fraction=0",
+        "task.batch_size=2",
+        "task.coarse_steps=0",
+        "task.scales=[0]",
+        "loop.steps=2",
+        "logger=none",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     _one_line_exit_2(out, "data.intrinsics: fx must be a positive finite number [px], got nan", "fix the file")
@@ -194,8 +208,14 @@ def test_nan_mesh_is_one_line_before_the_fit(tmp_path):
     verts = verts.clone()
     verts[0, 0] = float("nan")
     mesh_io.save_obj(tmp_path / "m.obj", (verts, faces))
-    out = run_dwx("run", "experiment=recon_tiny_fit", f"task.input.mesh={tmp_path / 'm.obj'}", "loop.steps=2",
-                  "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    out = run_dwx(
+        "run",
+        "experiment=recon_tiny_fit",
+        f"task.input.mesh={tmp_path / 'm.obj'}",
+        "loop.steps=2",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     _one_line_exit_2(out, "input.mesh: cannot read", "vertex 1 is not finite", "fix or remove it")
 
 
