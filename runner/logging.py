@@ -63,17 +63,36 @@ class NullLogger:
         pass
 
 
-def colorize(values: Tensor, vmin: float | None = None, vmax: float | None = None) -> Tensor:
-    """(B, H, W) scalars -> (B, H, W, 3) turbo-like colours in [0, 1] (per-batch range unless given)."""
+# Polynomial fits of two colour maps, coefficients of t^0 .. t^6 per channel (r, g, b): Google's Turbo
+# (Mikhailov 2019) for values such as inverse depth, and matplotlib's Inferno (fit by Matt Zucker) for errors.
+COLOR_MAPS = {
+    "turbo": (
+        (0.1357, 4.5974, -42.3277, 130.5887, -150.5666, 58.1375, 0.0),
+        (0.0914, 2.1856, 4.8052, -14.0195, 4.2109, 2.7747, 0.0),
+        (0.1067, 12.5925, -60.1097, 109.0745, -88.5066, 26.8183, 0.0),
+    ),
+    "inferno": (
+        (0.0002189, 0.1065134, 11.6024931, -41.7039961, 77.1629357, -71.3194282, 25.1311262),
+        (0.0016510, 0.5639564, -3.9728540, 17.4363989, -33.4023589, 32.6260643, -12.2426690),
+        (-0.0194809, 3.9327124, -15.9423941, 44.3541452, -81.8073093, 73.2095199, -23.0703250),
+    ),
+}
+
+
+def colorize(values: Tensor, vmin: float | None = None, vmax: float | None = None, cmap: str = "turbo") -> Tensor:
+    """(...) scalars -> (..., 3) colours in [0, 1] of ``cmap`` (:data:`COLOR_MAPS`): ``vmin`` maps to its first
+    colour, ``vmax`` to its last, values beyond are clipped (range: the values' own unless given)."""
     v = values.detach().float()
     lo = v.amin() if vmin is None else torch.tensor(vmin)
     hi = v.amax() if vmax is None else torch.tensor(vmax)
     t = ((v - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
-    # A compact polynomial fit of Google's Turbo colour map (Mikhailov 2019).
-    r = 0.1357 + t * (4.5974 - t * (42.3277 - t * (130.5887 - t * (150.5666 - t * 58.1375))))
-    g = 0.0914 + t * (2.1856 + t * (4.8052 - t * (14.0195 - t * (4.2109 + t * 2.7747))))
-    b = 0.1067 + t * (12.5925 - t * (60.1097 - t * (109.0745 - t * (88.5066 - t * 26.8183))))
-    return torch.stack([r, g, b], -1).clamp(0, 1)
+    channels = []
+    for coefficients in COLOR_MAPS[cmap]:
+        c = torch.full_like(t, coefficients[-1])
+        for a in reversed(coefficients[:-1]):  # Horner
+            c = c * t + a
+        channels.append(c)
+    return torch.stack(channels, -1).clamp(0, 1)
 
 
 def to_rgb_images(images: Tensor) -> Tensor:
@@ -88,15 +107,25 @@ def to_rgb_images(images: Tensor) -> Tensor:
     raise ValueError(f"images must be (B, H, W), (B, H, W, 1) or (B, H, W, 3), got {tuple(images.shape)}")
 
 
+def readable_scale(height: int, width: int, min_height: int = 256, max_width: int = 2048) -> int:
+    """The whole factor that enlarges a ``height`` x ``width`` image to at least ``min_height`` rows, unless that
+    would make it wider than ``max_width`` (then the largest factor that does not; at least 1)."""
+    return max(1, min(-(-min_height // height), max_width // width))
+
+
+def enlarge(images: Tensor, scale: int) -> Tensor:
+    """(B, H, W, C) -> (B, scale H, scale W, C) by nearest-neighbour: every pixel becomes a sharp square."""
+    return images.repeat_interleave(scale, 1).repeat_interleave(scale, 2) if scale > 1 else images
+
+
 def readable_size(images: Tensor, min_height: int = 256, max_width: int = 2048) -> Tensor:
     """(B, H, W, 3) images enlarged by a whole factor with nearest-neighbour (pixels stay sharp squares) so
-    that they are at least ``min_height`` tall, unless that would make them wider than ``max_width``.
+    that they are at least ``min_height`` tall, unless that would make them wider than ``max_width``
+    (:func:`readable_scale`).
 
     TensorBoard shows an image at its own size: a 64x192 training view would be a thumbnail.
     """
-    H, W = images.shape[1:3]
-    scale = max(1, min(-(-min_height // H), max_width // W))
-    return images.repeat_interleave(scale, 1).repeat_interleave(scale, 2) if scale > 1 else images
+    return enlarge(images, readable_scale(*images.shape[1:3], min_height, max_width))
 
 
 def _hparam_value(value) -> float | str | bool:

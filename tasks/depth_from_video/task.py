@@ -27,6 +27,7 @@ from runner.logging import Logger, colorize, readable_size
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
 from runner.task import Task
+from runner.visuals import Panel, grey, mapped, panel_row, write_video
 from tasks.depth_from_video.data import FramesVideo, Sequence, Splits, resize_frames
 from tasks.depth_from_video.metrics import (
     absolute_trajectory_error,
@@ -39,6 +40,8 @@ from tasks.depth_from_video.metrics import (
 from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth, pose_to_matrix
 
 log = logging.getLogger("dwx")
+
+VIDEO_FPS = 10  # frames per second of test_depth.mp4
 
 
 class DepthFromVideo(Task):
@@ -590,32 +593,72 @@ class DepthFromVideo(Task):
         return float(np.mean(errors)) if errors else None
 
     # ------------------------------------------------------------------ visuals and artifacts
+    @torch.no_grad()
     def visuals(self, logger: Logger, step: int) -> None:
+        """Labelled rows (:func:`runner.visuals.panel_row`), one per test frame (up to 4, spread over the first
+        test sequence): ``test/input|prediction|truth|abs_rel`` (input | predicted and true inverse depth on
+        one colour scale | abs_rel error, as :meth:`evaluate` scores it) or, without ground truth,
+        ``test/input|prediction``; and the last training batch's ``train/target_vs_warped_source`` and
+        ``train/automask``."""
         seq = self.splits.test[0]
-        frames = seq.frames[:: max(1, len(seq) // 4)][:4]
+        every = max(1, len(seq) // 4)
+        frames = seq.frames[::every][:4]
         self.depth_net.eval()
-        disp = self.full_size_disparity(frames)[:, 0]
+        depth = self.predict_depth(frames)
         self.depth_net.train()
-        logger.images("test/input", frames.permute(0, 2, 3, 1), step)
-        logger.images("test/disparity", disp, step)
-        if seq.depth is not None:
-            gt = seq.depth[:: max(1, len(seq) // 4)][:4]
-            logger.images("test/gt_inverse_depth", torch.where(gt > 0, 1 / gt.clamp(min=1e-3), 0), step)
-            pred = disp_to_depth(disp[:, None], self.min_depth, self.max_depth)[:, 0]
-            err = torch.zeros_like(gt)
-            for i in range(len(gt)):
-                m = gt[i] > 0
-                if m.any():
-                    s = align_scale(pred[i], gt[i], m, method="median")
-                    err[i] = torch.where(m, (s - gt[i]).abs() / gt[i].clamp(min=1e-3), 0)
-            logger.images("test/abs_rel_error", err, step)
+        inputs = Panel("input frame", frames.permute(0, 2, 3, 1))
+        if seq.depth is None:
+            inverse = 1 / depth
+            prediction = mapped("prediction: 1/depth (network's scale)", inverse, *inverse_depth_range(inverse))
+            logger.images("test/input|prediction", panel_row([inputs, prediction]), step)
+        else:
+            panels = self._truth_panels(depth, seq.depth[::every][:4])
+            logger.images("test/input|prediction|truth|abs_rel", panel_row([inputs, *panels]), step)
         if self._last:
-            side = torch.cat([self._last["target"][:2], self._last["warped"][:2]], -1).permute(0, 2, 3, 1)
-            logger.images("train/target_vs_warped_source", side, step)
+            target, warped = (self._last[k][:2].permute(0, 2, 3, 1) for k in ("target", "warped"))
+            source = f"source frame {self.sources[0]:+d} warped to the target"
+            row = panel_row([Panel("target frame (training batch)", target), Panel(source, warped)])
+            logger.images("train/target_vs_warped_source", row, step)
             if self._last["mask"] is not None:
-                logger.images("train/automask", self._last["mask"][:2, 0], step)
+                row = panel_row([Panel("auto-mask: white pixels enter the loss", grey(self._last["mask"][:2, 0]))])
+                logger.images("train/automask", row, step)
+
+    def _truth_panels(self, depth: Tensor, gt: Tensor) -> list[Panel]:
+        """Predicted and true inverse depth on one colour scale (the truth's 2-98 % range) and the abs_rel
+        error (0 to 0.5, clipped), with each frame's mean in its caption; pixels without ground truth grey.
+
+        Args:
+            depth: (B, H, W) predicted depth [network units], scaled per frame as in :meth:`scored_frames`.
+            gt: (B, H, W) ground-truth depth; pixels outside the caps (and the Garg crop) are not scored.
+        """
+        scaled, mask = (torch.stack(x) for x in zip(*(self._scaled_to_truth(d, g) for d, g in zip(depth, gt))))
+        inverse, true_inverse = 1 / scaled, 1 / gt.clamp(min=1e-6)
+        lo, hi = inverse_depth_range(true_inverse[mask] if mask.any() else inverse)
+        error = (scaled - gt).abs() / gt.clamp(min=1e-6)
+        captions = [
+            f"abs_rel error, mean {e[m].mean():.3f}" if m.any() else "abs_rel error" for e, m in zip(error, mask)
+        ]
+        scaling = {"median": ", median-scaled", "gt": ", scaled to the truth", "none": ""}[self.eval_scaling]
+        return [
+            mapped(f"prediction: 1/depth{scaling}", inverse, lo, hi),
+            mapped("ground truth: 1/depth", true_inverse, lo, hi, valid=mask),
+            mapped(captions, error, 0.0, 0.5, "inferno", valid=mask, ticks=("0", "0.5+")),
+        ]
+
+    def _scaled_to_truth(self, depth: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
+        """(H, W) predicted depth -> scaled to (H, W) ``gt`` and clamped to the caps as :meth:`scored_frames`
+        does, and the (H, W) mask of the scored pixels (none when fewer than 10: the frame is not scored)."""
+        mask = (gt > self.eval_min_depth) & (gt < self.eval_max_depth)
+        if self.garg_crop:
+            mask = mask & garg_crop_mask(*gt.shape, device=gt.device)
+        if mask.sum() < 10:
+            return depth, torch.zeros_like(mask)
+        scaled = align_scale(depth, gt, mask, method=self.eval_scaling)
+        return scaled.clamp(self.eval_min_depth, self.eval_max_depth), mask
 
     def save(self, out_dir: Path) -> None:
+        """``weights.pt``, the test sequences' predicted depth (:func:`write_depth_maps`) and ``test_depth.mp4``
+        (``.gif`` without ffmpeg): every test frame beside its predicted inverse depth."""
         out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
@@ -626,13 +669,17 @@ class DepthFromVideo(Task):
             },
             out_dir / "weights.pt",
         )
-        for seq, pred in self.predictions():
-            folder = out_dir / "test_depth" / seq.name
-            write_depth_maps(pred, folder)
+        predictions = self.predictions()
+        for seq, pred in predictions:
+            write_depth_maps(pred, out_dir / "test_depth" / seq.name)
+        gif_every = max(1, math.ceil(sum(len(seq) for seq, _ in predictions) / 150))  # a GIF of <= 150 frames
+        write_video(out_dir / "test_depth", depth_video(predictions), VIDEO_FPS, gif=False, gif_every=gif_every)
         (out_dir / "README.txt").write_text(
             "weights.pt: depth_net and pose_net state dicts (torch.load(..., weights_only=True)).\n"
             "test_depth/<sequence>/<frame>.npy: predicted depth in the network's own (monocular, unknown) scale;\n"
-            "<frame>.png: the same as 16-bit PNG in 1/1000 units.\n"
+            "<frame>.png: the same as 16-bit PNG in 1/1000 units; <frame>_color.png: inverse depth to look at.\n"
+            "test_depth.mp4 (test_depth.gif without imageio-ffmpeg): the test frames beside their predicted inverse\n"
+            "depth.\n"
         )
 
     def summary(self, metrics):
@@ -651,17 +698,41 @@ class DepthFromVideo(Task):
 
 def write_depth_maps(depth: Tensor, folder: Path) -> None:
     """(T, H, W) depth -> ``folder/<t:06d>.npy`` (float32), ``.png`` (uint16, x1000: data, which looks black in
-    an image viewer) and ``_color.png``: inverse depth colour-mapped on one range for the whole sequence (near
-    is red, far is blue), enlarged to be seen (:func:`runner.logging.readable_size`)."""
+    an image viewer) and ``_color.png``: inverse depth colour-mapped on one range for the whole sequence
+    (:func:`inverse_depth_range`; near is red, far is blue), enlarged to be seen
+    (:func:`runner.logging.readable_size`)."""
     folder.mkdir(parents=True, exist_ok=True)
     depth = depth.detach().float().cpu()
     inverse = 1.0 / depth.clamp(min=1e-6)
-    lo, hi = torch.quantile(inverse.flatten()[:: max(1, inverse.numel() // 100_000)], torch.tensor([0.02, 0.98]))
-    color = (readable_size(colorize(inverse, float(lo), float(hi))) * 255).round().to(torch.uint8).numpy()
+    color = (readable_size(colorize(inverse, *inverse_depth_range(inverse))) * 255).round().to(torch.uint8).numpy()
     for t, d in enumerate(depth.numpy()):
         np.save(folder / f"{t:06d}.npy", d.astype(np.float32))
         iio.imwrite(folder / f"{t:06d}.png", np.clip(d * 1000, 0, 65535).round().astype(np.uint16))
         iio.imwrite(folder / f"{t:06d}_color.png", color[t])
+
+
+def inverse_depth_range(inverse: Tensor) -> tuple[float, float]:
+    """The 2 % and 98 % quantiles of inverse depths of any shape (of at most ~100k of them, evenly strided):
+    a colour range that a few extreme pixels do not stretch."""
+    values = inverse.detach().float().flatten().cpu()
+    lo, hi = torch.quantile(values[:: max(1, values.numel() // 100_000)], torch.tensor([0.02, 0.98]))
+    return float(lo), float(hi)
+
+
+def depth_video(predictions: list[tuple[Sequence, Tensor]]) -> Iterator[Tensor]:
+    """Labelled frames of each sequence beside its predicted inverse depth (colour range per sequence, as in
+    :func:`write_depth_maps`), in chunks of (16, H', W', 3) for :func:`runner.visuals.write_video`.
+
+    Args:
+        predictions: each sequence with its predicted depth (T, H, W) [network units].
+    """
+    for seq, depth in predictions:
+        inverse = 1.0 / depth.detach().float().cpu().clamp(min=1e-6)
+        lo, hi = inverse_depth_range(inverse)
+        for t in torch.split(torch.arange(len(seq)), 16):
+            captions = [f"input: {seq.name}, frame {i + 1}/{len(seq)}" for i in t.tolist()]
+            inputs = Panel(captions, seq.frames[t.to(seq.frames.device)].permute(0, 2, 3, 1))
+            yield panel_row([inputs, mapped("prediction: 1/depth (network's scale)", inverse[t], lo, hi)])
 
 
 def _to(seq: Sequence, device) -> Sequence:

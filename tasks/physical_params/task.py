@@ -32,6 +32,7 @@ from torch import Tensor
 from runner.errors import ConfigError
 from runner.logging import Logger
 from runner.task import Task
+from runner.visuals import Panel, panel_row, write_video
 from tasks.physical_params.losses import pyramid_mse, track_mse
 from tasks.physical_params.metrics import parameter_metrics
 from tasks.physical_params.parameters import Estimates
@@ -181,23 +182,43 @@ class PhysicalParams(Task):
         self._history.clear()
         if self.target_frames is None:
             return
-        pair = self.side_by_side()
-        T = pair.shape[0]
-        logger.images("frames/target|estimate", pair[torch.linspace(0, T - 1, 4).round().long()], step)
-        logger.video("video/target|estimate", pair, step, fps=round(self.scene.fps))
+        estimate = self.estimate_frames()
+        shown = torch.linspace(0, self.scene.frames - 1, 4).round().long()
+        logger.images("frames/target|estimate", self.truth_vs_estimate(estimate, shown), step)
+        # the logger shows 8 of these frames side by side: smaller, captions without times
+        strip = self.truth_vs_estimate(estimate, torch.arange(self.scene.frames), min_height=128, times=False)
+        logger.video("video/target|estimate", strip, step, fps=round(self.scene.fps))
 
-    def side_by_side(self) -> Tensor:
-        """(T, H, 2W + 2, 3) target frames | frames of the current estimate, with a grey separator."""
-        estimate = self.scene.render(
-            self.renderer, self.scene.simulate(self.physics, self.estimates.values(), self.scene.frames)
+    @torch.no_grad()
+    def estimate_frames(self) -> Tensor:
+        """(T, H, W, 3) frames of the current estimate, simulated and rendered at the video's resolution."""
+        positions = self.scene.simulate(self.physics, self.estimates.values(), self.scene.frames)
+        return self.scene.render(self.renderer, positions).clamp(0, 1)
+
+    def truth_vs_estimate(self, estimate: Tensor, frames: Tensor, min_height: int = 256, times: bool = True) -> Tensor:
+        """Labelled rows ``truth | estimate`` (:func:`runner.visuals.panel_row`, enlarged with nearest-neighbour
+        to at least ``min_height`` px): the target frames beside the estimate's.
+
+        Args:
+            estimate: (T, H, W, 3) frames of the estimate (:meth:`estimate_frames`).
+            frames: (N,) indices of the frames shown, one row each.
+            times: put each frame's time into its captions.
+        Returns:
+            (N, H', W', 3) in [0, 1].
+        """
+        observed = "video" if self.video is not None else "truth"
+        when = [f", t = {i / self.scene.fps:.2f} s" if times else "" for i in frames.tolist()]
+        return panel_row(
+            [
+                Panel([observed + w for w in when], self.target_frames[frames].clamp(0, 1)),
+                Panel(["estimate" + w for w in when], estimate[frames]),
+            ],
+            min_height=min_height,
         )
-        gap = torch.full((*estimate.shape[:2], 2, 3), 0.5)
-        return torch.cat([self.target_frames, gap, estimate], dim=2).clamp(0, 1)
 
     def save(self, out_dir: Path) -> None:
-        """``params.json`` (estimate, truth, initial guess, prior, relative error) and ``estimate.gif``."""
-        import imageio.v3 as iio
-
+        """``params.json`` (estimate, truth, initial guess, prior, relative error) and, when there are target
+        frames, ``estimate.gif`` and ``estimate.mp4`` (:meth:`truth_vs_estimate` of every frame)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics = self.evaluate()
         record = {}
@@ -215,7 +236,5 @@ class PhysicalParams(Task):
         extra = {k: v for k, v in metrics.items() if k not in per_param}
         (out_dir / "params.json").write_text(json.dumps({"params": record, "metrics": extra}, indent=2))
         if self.target_frames is not None:
-            with torch.no_grad():
-                pair = self.side_by_side()
-            frames = (pair.numpy() * 255).round().astype("uint8")
-            iio.imwrite(out_dir / "estimate.gif", frames, duration=1000 / self.scene.fps, loop=0)
+            frames = self.truth_vs_estimate(self.estimate_frames(), torch.arange(self.scene.frames))
+            write_video(out_dir / "estimate", frames, self.scene.fps)

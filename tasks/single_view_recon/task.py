@@ -31,11 +31,12 @@ from runner.errors import ConfigError
 from runner.geometry.mesh_io import save_obj
 from runner.geometry.meshes import Meshes
 from runner.geometry.primitives import icosphere
-from runner.logging import Logger, readable_size
+from runner.logging import Logger, enlarge, readable_scale, readable_size
 from runner.losses import mesh_priors
 from runner.losses.silhouette import soft_iou
 from runner.render.base import Renderer
 from runner.task import Task
+from runner.visuals import Panel, grey, outline, panel_row, to_uint8, write_video
 from tasks.single_view_recon import metrics
 from tasks.single_view_recon.data import (
     ViewConfig,
@@ -50,6 +51,7 @@ from tasks.single_view_recon.models import ReconNet, deform, smoothing_operator
 
 PRIORS = ("laplacian", "edge", "flatten", "normal")
 TURNTABLE_VIEWS = 24
+TURNTABLE_FPS = 12.5
 
 
 def check_weights(weights: dict[str, float], allowed: tuple[str, ...]) -> dict[str, float]:
@@ -83,9 +85,10 @@ def with_sigma(renderer: Renderer, sigma: float, key: str) -> Renderer:
     return sharp
 
 
-def side_by_side(*images: Tensor) -> Tensor:
-    """Concatenate (B, H, W, 3) or (B, H, W) images along the width -> (B, H, sum W, 3)."""
-    return torch.cat([im[..., None].expand(*im.shape, 3) if im.dim() == 3 else im for im in images], dim=2)
+def labelled_row(columns: dict[str, Tensor]) -> Tensor:
+    """Caption -> (B, H, W, 3) RGB or (B, H, W) grey images, side by side under their captions and enlarged to
+    >= 256 px (:func:`runner.visuals.panel_row`) -> (B, H', W', 3)."""
+    return panel_row([Panel(label, grey(im) if im.dim() == 3 else im) for label, im in columns.items()])
 
 
 class _Recon(Task):
@@ -152,12 +155,25 @@ class _Recon(Task):
         return rgb.clamp(0, 1).cpu()
 
     def save_mesh(self, mesh: Meshes, out_dir: Path, name: str) -> None:
-        """``name``.obj (with vertex colours) and ``name``_turntable.gif, enlarged with nearest-neighbour to
-        >= 256 px to be looked at (rendering the orbit at 256 px took 30 s of a 7 s tiny fit)."""
+        """``name``.obj (with vertex colours) and ``name``_turntable.gif and .mp4, enlarged with nearest-neighbour
+        to >= 256 px to be looked at (rendering the orbit at 256 px took 30 s of a 7 s tiny fit)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         save_obj(out_dir / f"{name}.obj", mesh.to("cpu"))
-        frames = (readable_size(self.turntable(mesh)).numpy() * 255).round().astype(np.uint8)
-        iio.imwrite(out_dir / f"{name}_turntable.gif", frames, duration=80, loop=0)
+        write_video(out_dir / f"{name}_turntable", readable_size(self.turntable(mesh)), TURNTABLE_FPS)
+
+    def save_input_overlay(self, images: Tensor, alpha: Tensor, views: list[int], out_dir: Path) -> None:
+        """``input_overlay.png``: the input view(s) enlarged to >= 256 px (nearest-neighbour), with the outline of
+        the reconstruction's silhouette in red, side by side under captions.
+
+        Args:
+            images: (B, H, W, 3) input views in [0, 1].
+            alpha: (B, H, W) the reconstruction's silhouettes from the same cameras.
+            views: the B views' indices, for the captions.
+        """
+        scale = readable_scale(*images.shape[1:3])
+        overlays = outline(enlarge(images.cpu(), scale), enlarge(alpha.cpu()[..., None], scale)[..., 0])
+        row = panel_row([Panel(f"view {v}, red: reconstruction", overlay[None]) for v, overlay in zip(views, overlays)])
+        iio.imwrite(out_dir / "input_overlay.png", to_uint8(row[0]))
 
 
 class FitRecon(_Recon):
@@ -272,15 +288,24 @@ class FitRecon(_Recon):
         for tag, idx in (("fit", v.fit[:4]), ("heldout", v.heldout[:: max(1, len(v.heldout) // 4)][:4])):
             if idx:
                 rgb, alpha = self.render_eval(idx)
-                logger.images(f"{tag}/target_vs_silhouette_vs_rgb",
-                              side_by_side(v.rgb[idx], v.mask[idx], alpha, rgb), step)
+                columns = {
+                    "target": v.rgb[idx],
+                    "target silhouette": v.mask[idx],
+                    "fitted silhouette": alpha,
+                    "fitted colours": rgb,
+                }
+                logger.images(f"{tag}/target_vs_silhouette_vs_rgb", labelled_row(columns), step)
         mesh = self.current()
         logger.mesh("mesh", mesh.verts[0], mesh.faces[0], mesh.verts_colors[0], step)
         logger.video("turntable", self.turntable(mesh), step)
 
     def save(self, out_dir: Path) -> None:
+        """``reconstruction.obj``, its turntable (:meth:`save_mesh`) and ``input_overlay.png`` of (up to 4 of)
+        the fitted views."""
         with torch.no_grad():
             self.save_mesh(self.current(), out_dir, "reconstruction")
+            idx = self.views.fit[:4]
+            self.save_input_overlay(self.views.rgb[idx], self.render_eval(idx)[1], idx, out_dir)
 
 
 class LearnRecon(_Recon):
@@ -553,16 +578,27 @@ class LearnRecon(_Recon):
         mesh = self.meshes(verts)
         out = self.gt_renderer(mesh, self.cameras[views.tolist()])
         images = self.splits["test"]["images"][objects, views].to(self.device).float() / 255.0
-        logger.images("test/input_vs_silhouette_vs_rgb", side_by_side(images[..., :3], images[..., 3], out.alpha,
-                                                                       out.rgb), step)
+        columns = {
+            "input": images[..., :3],
+            "input silhouette": images[..., 3],
+            "predicted silhouette": out.alpha,
+            "predicted shape": out.rgb,
+        }
+        logger.images("test/input_vs_silhouette_vs_rgb", labelled_row(columns), step)
         first = self.meshes(verts[:1])
         logger.mesh("mesh", first.verts[0], first.faces[0], None, step)
         logger.video("turntable", self.turntable(first), step)
         self.net.train()
 
     def save(self, out_dir: Path) -> None:
+        """``test_object_0.obj`` (the first test object's prediction), its turntable (:meth:`save_mesh`) and
+        ``input_overlay.png`` of its input view."""
         self.net.eval()
         with torch.no_grad():
             objects = torch.arange(1)
-            verts = self.predict(self.inputs("test", objects, self.eval_views(objects)))
-            self.save_mesh(self.meshes(verts), out_dir, "test_object_0")
+            views = self.eval_views(objects)
+            inputs = self.inputs("test", objects, views)
+            mesh = self.meshes(self.predict(inputs))
+            self.save_mesh(mesh, out_dir, "test_object_0")
+            alpha = self.gt_renderer(mesh, self.cameras[views.tolist()]).alpha
+            self.save_input_overlay(inputs[:, :3].permute(0, 2, 3, 1), alpha, views.tolist(), out_dir)

@@ -110,7 +110,7 @@ def test_without_depth_the_main_metric_is_val_photometric_and_visuals_skip_the_d
         logger = RecordingLogger()
         task.visuals(logger, 0)
     assert set(metrics) == {"val_photometric", "saturated"} and math.isfinite(metrics["val_photometric"])
-    assert "test/disparity" in logger.tags and not any("gt" in t or "abs_rel" in t for t in logger.tags)
+    assert "test/input|prediction" in logger.tags and not any("truth" in t or "abs_rel" in t for t in logger.tags)
     assert task.summary(metrics).startswith(f"val_photometric={metrics['val_photometric']:.4f} (no ground-truth")
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from runner import visuals
 from runner.errors import ConfigError, InputError
 from runner.geometry.warping import resize_intrinsics
 from runner.logging import NullLogger
@@ -137,12 +138,30 @@ def test_the_scale_anchor_pulls_a_drifted_depth_scale_back_and_nothing_else():
     assert task.depth_net.heads[2].bias.grad is None  # scale 2 is not in the loss
 
 
+class RecordingLogger(NullLogger):
+    def __init__(self):
+        self.images_by_tag: dict[str, torch.Tensor] = {}
+
+    def images(self, tag, images, step, max_images=4):
+        self.images_by_tag[tag] = images
+
+
 def test_visuals_and_artifacts(tmp_path):
     task = tiny_task()
     task.setup(torch.device("cpu"))
     task.loss(0)
+    logger = RecordingLogger()
     with torch.no_grad():
-        task.visuals(NullLogger(), 0)
+        task.visuals(logger, 0)
+    assert set(logger.images_by_tag) == {
+        "test/input|prediction|truth|abs_rel",
+        "train/target_vs_warped_source",
+        "train/automask",
+    }
+    panel = logger.images_by_tag["test/input|prediction|truth|abs_rel"]
+    # 4 test frames, each a row of 4 labelled 32x96 panels enlarged 8x, 3 of them with a colour bar
+    assert panel.shape[0] == 4 and 256 < panel.shape[1] < 320 and panel.shape[2] > 4 * 768
+    assert logger.images_by_tag["train/target_vs_warped_source"].shape[2] > 2 * 768
     task.save(tmp_path)
     state = torch.load(tmp_path / "weights.pt", weights_only=True)
     assert set(state) == {"depth_net", "pose_net", "min_depth", "max_depth"}
@@ -151,6 +170,22 @@ def test_visuals_and_artifacts(tmp_path):
     assert depth.shape == (32, 96) and (depth >= task.min_depth).all()
     preview = iio.imread(tmp_path / "test_depth" / name / "000000_color.png")  # what a person opens
     assert preview.shape == (256, 768, 3) and preview.dtype == np.uint8 and preview.std() > 0
+    video = tmp_path / ("test_depth.mp4" if visuals.mp4_available() else "test_depth.gif")
+    frames = iio.imread(video, index=None)  # every test frame: input | predicted inverse depth, labelled
+    assert frames.shape[0] == len(task.splits.test[0]) and frames.shape[1] > 256 and frames.shape[2] > 2 * 768
+    assert video.name in (tmp_path / "README.txt").read_text()
+
+
+def test_prediction_and_truth_panels_share_one_colour_scale():
+    task = tiny_task()
+    gt = torch.linspace(2.0, 30.0, 32 * 96).reshape(1, 32, 96)
+    gt[0, 0, :10] = 0  # no ground truth there
+    prediction, truth, error = task._truth_panels(3 * gt.clamp(min=1.0), gt)  # right up to the median scale
+    valid = gt > 0
+    assert torch.allclose(prediction.images[valid], truth.images[valid], atol=1e-5)
+    assert prediction.ticks == truth.ticks
+    assert torch.all(truth.images[~valid] == visuals.NO_DATA) and torch.all(error.images[~valid] == visuals.NO_DATA)
+    assert error.label == ["abs_rel error, mean 0.000"] and error.ticks == ("0", "0.5+")
 
 
 @pytest.mark.parametrize(
