@@ -42,6 +42,21 @@ def run_dwx(
     return subprocess.run(cmd, cwd=cwd or ROOT, env=env or dwx_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def in_ci() -> bool:
+    """Whether the ``CI`` environment variable says this is CI (``CI=true``, as CI services and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing_tool(reason: str) -> None:
+    """An optional package or program a test needs is absent: skip with ``reason`` on a developer's machine,
+    fail under CI, which installs every extra (a missing install must not pass silently)."""
+    if in_ci():
+        pytest.fail(
+            f"{reason}; CI is set, where every extra is installed, so this fails instead of skipping", pytrace=False
+        )
+    pytest.skip(reason, allow_module_level=True)
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
