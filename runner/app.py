@@ -245,11 +245,14 @@ def run_job(cfg: DictConfig) -> float:
         if beats is False:
             log.warning(
                 "%s %.4g is no better than the constant baseline's %.4g: this run has not learned more than a "
-                "constant (too few steps? loop.steps=%d)",
+                "constant (too few steps? %d taken%s)",
                 task.metric,
                 value,
                 result.metrics[f"baseline_{task.metric}"],
-                loop.total_steps,
+                result.steps,
+                f" of loop.steps={loop.total_steps} in loop.time_budget={loop.budget.seconds:g} s"
+                if result.schedule_steps > result.steps
+                else f", loop.steps={loop.total_steps}",
             )
         if dist_info.is_main:
             log.info(
