@@ -96,7 +96,8 @@ def report(name: str, m: dict, wall: float) -> None:
     ate = f"  ATE {x['ate']:.4f}" if "ate" in x else ""
     print(
         f"{name}: abs_rel {x['abs_rel']:.4f} (constant-depth baseline {x['baseline_abs_rel']:.4f})  "
-        f"a1 {x['a1']:.3f}  rmse {x['rmse']:.3f}{ate}  steps {m['steps']}  wall {wall:.0f} s "
+        f"a1 {x['a1']:.3f}  rmse {x['rmse']:.3f}{ate}  steps {m['steps']} of {m.get('schedule_steps') or m['steps']}"
+        f"  wall {wall:.0f} s "
         f"(including data generation on a cold cache)"
     )
 
