@@ -32,6 +32,18 @@ def describe(path: Path) -> str:
     return ""
 
 
+def option_targets(config_dir: Path, group: str) -> dict[str, str]:
+    """``{option: _target_}`` of the group's configs that name a top-level ``_target_`` (e.g. every physics engine)."""
+    from omegaconf import OmegaConf
+
+    targets = {}
+    for path in sorted((config_dir / group).glob("*.yaml")):
+        target = OmegaConf.load(path).get("_target_")
+        if isinstance(target, str):
+            targets[path.stem] = target
+    return targets
+
+
 def list_configs(config_dir: Path, only: str | None = None) -> int:
     groups = [g for g in GROUPS if only in (None, g[0])]
     if not groups:

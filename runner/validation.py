@@ -143,6 +143,39 @@ def _optional_backends(cfg: DictConfig) -> None:
                     raise ConfigError(f"{path}: {first_line(e)}") from e
 
 
+def _located(target) -> type | None:
+    """The class a ``_target_`` names, or None when it does not import (``_optional_backends`` reports that)."""
+    from hydra.utils import get_class
+
+    try:
+        return get_class(target) if isinstance(target, str) else None
+    except Exception:  # noqa: BLE001 - any failure to import is reported elsewhere, not here
+        return None
+
+
+def _physics_serves_the_scene(cfg: DictConfig) -> None:
+    """A physical_params scene runs on any engine that declares the capability it needs (springs, rigid contact,
+    pendulum); another engine is one line naming those that fit, before any work."""
+    from runner.cli import CONFIG_DIR
+    from runner.listing import option_targets
+    from runner.physics.base import capabilities_of
+
+    scene, physics = cfg.get("scene"), cfg.get("physics")
+    if not isinstance(scene, DictConfig) or not isinstance(physics, DictConfig):
+        return
+    scene_class, engine_class = _located(scene.get("_target_")), _located(physics.get("_target_"))
+    needs = getattr(scene_class, "needs", None)
+    if needs is None or engine_class is None or needs in capabilities_of(engine_class):
+        return
+    options = option_targets(CONFIG_DIR, "physics")
+    chosen = next((name for name, target in options.items() if target == physics.get("_target_")), None)
+    fitting = [name for name, target in options.items() if needs in capabilities_of(_located(target))]
+    raise ConfigError(
+        f"physics={chosen or engine_class.__name__} cannot simulate scene {scene_class.__name__}, which needs "
+        f"{needs}: choose physics={' or physics='.join(fitting) or '<an engine with that capability>'}"
+    )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first out-of-range or mistyped value of the runner's own keys."""
     task = cfg.get("task")
@@ -184,6 +217,7 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
     _optional_backends(cfg)
+    _physics_serves_the_scene(cfg)
     for node in ("scheduler", "renderer", "task.gt_renderer", "data"):
         _ranges(cfg, node)
     _ordered(cfg, "scheduler", "warmup_steps", "total_steps")

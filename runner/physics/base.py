@@ -9,7 +9,7 @@ Units are SI throughout: [m], [s], [kg], [N/m], [N s/m].
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -70,8 +70,19 @@ class Trajectory:
         )
 
 
+# What an engine simulates, named by the models a scene can ask for: damped springs between particles,
+# rigid bodies with ground contact and friction, pendulums.
+SPRINGS, RIGID_CONTACT, PENDULUM = "springs", "rigid_contact", "pendulum"
+
+
 class PhysicsEngine(Protocol):
-    """A differentiable simulator."""
+    """A differentiable simulator of the models it names in ``capabilities``.
+
+    A scene asks for one capability (e.g. :data:`SPRINGS`); any engine that declares it serves the scene,
+    whoever wrote it (``physics=mass_spring`` or ``physics=warp_springs`` for the cloth).
+    """
+
+    capabilities: ClassVar[frozenset[str]]
 
     def step(self, params: PhysParams, state: State, dt: float) -> State:
         """Advance by ``dt`` [s]; returns a new State and never writes in place."""
@@ -80,6 +91,11 @@ class PhysicsEngine(Protocol):
     def rollout(self, params: PhysParams, state0: State, steps: int, dt: float) -> Trajectory:
         """``steps`` frames of length ``dt`` [s] each (a backend may take substeps inside a frame)."""
         ...
+
+
+def capabilities_of(engine) -> frozenset[str]:
+    """The capabilities an engine (instance or class) declares; none for an object that declares none."""
+    return frozenset(getattr(engine, "capabilities", ()))
 
 
 def check_engine_args(engine: str, substeps: int, gravity: float) -> None:

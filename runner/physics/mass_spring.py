@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from runner.physics.base import PhysParams, State, Trajectory, check_engine_args, check_rollout_args
+from runner.physics.base import SPRINGS, PhysParams, State, Trajectory, check_engine_args, check_rollout_args
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,8 @@ class MassSpring:
         substeps: integration substeps per frame (≥ 1); stiff springs need more, a finer ground truth too.
         gravity: gravitational acceleration g [m/s²] ≥ 0, acting along -y.
     """
+
+    capabilities = frozenset({SPRINGS})
 
     def __init__(self, substeps: int = 10, gravity: float = 9.81):
         check_engine_args("MassSpring", substeps, gravity)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from runner.physics.base import PhysParams, State, Trajectory, check_rollout_args
+from runner.physics.base import PENDULUM, PhysParams, State, Trajectory, check_rollout_args
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Pendulum:
         substeps: integration substeps per frame (≥ 1); a finer ground truth uses more.
         gravity: gravitational acceleration g [m/s²] > 0, acting along -y.
     """
+
+    capabilities = frozenset({PENDULUM})
 
     def __init__(self, substeps: int = 4, gravity: float = 9.81):
         if substeps < 1:

@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from runner.geometry.transforms import quaternion_multiply
-from runner.physics.base import PhysParams, State, Trajectory, check_engine_args, check_rollout_args
+from runner.physics.base import RIGID_CONTACT, PhysParams, State, Trajectory, check_engine_args, check_rollout_args
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class RigidBodies:
         gravity: gravitational acceleration g [m/s²] ≥ 0, acting along -y.
         contact_tol: gap to the ground [m] under which a slow body counts as touching it.
     """
+
+    capabilities = frozenset({RIGID_CONTACT})
 
     def __init__(self, substeps: int = 2, gravity: float = 9.81, contact_tol: float = 1e-6):
         check_engine_args("RigidBodies", substeps, gravity)

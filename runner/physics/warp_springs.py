@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from runner.physics.base import State, Trajectory, check_engine_args, check_rollout_args
+from runner.physics.base import SPRINGS, State, Trajectory, check_engine_args, check_rollout_args
 from runner.physics.mass_spring import MassSpring, SpringParams
 
 try:
@@ -79,6 +79,8 @@ class WarpMassSpring:
         substeps: integration substeps per frame (≥ 1); stiff springs need more.
         gravity: gravitational acceleration g [m/s²] ≥ 0, acting along -y.
     """
+
+    capabilities = frozenset({SPRINGS})
 
     def __init__(self, substeps: int = 10, gravity: float = 9.81):
         check_engine_args("WarpMassSpring", substeps, gravity)

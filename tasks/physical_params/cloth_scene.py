@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from runner.errors import ConfigError
-from runner.physics.mass_spring import MassSpring, cloth
+from runner.physics.base import SPRINGS
+from runner.physics.mass_spring import cloth
 from tasks.physical_params.scene import FilmedScene
 
 
@@ -40,6 +41,7 @@ class ClothScene(FilmedScene):
     """
 
     recoverable = ("stiffness", "damping")
+    needs = SPRINGS
 
     rows: int
     cols: int
@@ -57,10 +59,6 @@ class ClothScene(FilmedScene):
         self.rows, self.cols = int(self.rows), int(self.cols)
         self.origin = torch.tensor(list(self.origin), dtype=torch.float32)
         self.checker = torch.tensor([list(c) for c in self.colors], dtype=torch.float32)  # (2, 3)
-
-    def check_engine(self, engine: object) -> None:
-        if not isinstance(engine, MassSpring):
-            raise ConfigError(f"scene cloth needs physics=mass_spring, got {type(engine).__name__}")
 
     def simulate(self, engine, values, frames):
         params, state = cloth(self.rows, self.cols, self.spacing, self.particle_mass, 1.0, 1.0)

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from runner.errors import ConfigError
-from runner.physics.pendulum import Pendulum, PendulumParams
+from runner.physics.base import PENDULUM
+from runner.physics.pendulum import PendulumParams
 from tasks.physical_params.scene import FilmedScene
 
 
@@ -41,6 +42,7 @@ class PendulumScene(FilmedScene):
     """
 
     recoverable = ("length", "damping")
+    needs = PENDULUM
 
     pivot: Sequence[float]
     angle_deg: float
@@ -57,10 +59,6 @@ class PendulumScene(FilmedScene):
         self.angle = math.radians(self.angle_deg)  # [rad]
         self.rod_points = int(self.rod_points)
         self.color = torch.tensor(list(self.color), dtype=torch.float32)
-
-    def check_engine(self, engine: object) -> None:
-        if not isinstance(engine, Pendulum):
-            raise ConfigError(f"scene pendulum needs physics=pendulum, got {type(engine).__name__}")
 
     def model(self, values: dict[str, Tensor]) -> PendulumParams:
         return pendulum_model(values, self.pivot[None])

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from runner.errors import ConfigError, InputError
-from runner.physics.pendulum import Pendulum, PendulumParams
+from runner.physics.base import PENDULUM
+from runner.physics.pendulum import PendulumParams
 from tasks.physical_params.pendulum_scene import pendulum_model
 from tasks.physical_params.scene import Observation, Scene
 
@@ -83,6 +84,7 @@ class RealPendulum(Scene):
     """
 
     recoverable = ("length", "damping")
+    needs = PENDULUM
 
     path: str
     fps: float = 6.0
@@ -108,10 +110,6 @@ class RealPendulum(Scene):
         self.time, self.theta = t, theta
         self.index = torch.from_numpy(index)
         self.angle0, self.rate0 = float(theta[0]), float(omega[0])
-
-    def check_engine(self, engine: object) -> None:
-        if not isinstance(engine, Pendulum):
-            raise ConfigError(f"scene pendulum_real needs physics=pendulum, got {type(engine).__name__}")
 
     def model(self, values: dict[str, Tensor]) -> PendulumParams:
         return pendulum_model(values, torch.zeros(1, 3))

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from runner.errors import ConfigError
-from runner.physics.rigid import RigidBodies, RigidParams
+from runner.physics.base import RIGID_CONTACT, PhysicsEngine
+from runner.physics.rigid import RigidParams
 from tasks.physical_params.scene import FilmedScene
 
 _OCTANTS = torch.tensor([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
@@ -33,6 +34,8 @@ class RigidScene(FilmedScene):
         position: (3,) initial centre [m]; a body resting on the ground has y = size.
     """
 
+    needs = RIGID_CONTACT
+
     shape: str
     size: float
     color: Sequence[float]
@@ -48,10 +51,6 @@ class RigidScene(FilmedScene):
         self.color = torch.tensor(list(self.color), dtype=torch.float32)
         self.position = torch.tensor(list(self.position), dtype=torch.float32)
 
-    def check_engine(self, engine: object) -> None:
-        if not isinstance(engine, RigidBodies):
-            raise ConfigError(f"scene {type(self).__name__} needs physics=rigid, got {type(engine).__name__}")
-
     def point_style(self) -> tuple[Tensor, Tensor]:
         if self.shape == "sphere":
             return torch.tensor([self.size]), self.color[None]
@@ -60,7 +59,7 @@ class RigidScene(FilmedScene):
 
     def rollout(
         self,
-        engine: RigidBodies,
+        engine: PhysicsEngine,
         frames: int,
         velocity: Tensor,
         mass: Tensor | float,

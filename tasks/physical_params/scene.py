@@ -25,6 +25,7 @@ from torch import Tensor
 
 from runner.errors import ConfigError
 from runner.geometry.cameras import PinholeCamera
+from runner.physics.base import capabilities_of
 from runner.render.splat import PointCloud
 from tasks.physical_params.parameters import ParamSpec, specs_from_config
 
@@ -48,6 +49,7 @@ class Scene(ABC):
     """
 
     recoverable: ClassVar[tuple[str, ...]] = ()  # the parameters this scene recovers
+    needs: ClassVar[str]  # the engine capability it simulates with (runner.physics.base: SPRINGS, ...)
 
     params: dict[str, dict]
     frames: int
@@ -72,9 +74,13 @@ class Scene(ABC):
         """Frame length [s]."""
         return 1.0 / self.fps
 
-    @abstractmethod
     def check_engine(self, engine: object) -> None:
-        """Raise a ConfigError unless ``engine`` is the kind of simulator this scene needs."""
+        """Raise a ConfigError unless ``engine`` declares the capability this scene :attr:`needs`."""
+        if self.needs not in capabilities_of(engine):
+            raise ConfigError(
+                f"scene {type(self).__name__} needs a physics engine that simulates {self.needs}; "
+                f"{type(engine).__name__} simulates {', '.join(sorted(capabilities_of(engine))) or 'nothing declared'}"
+            )
 
     @abstractmethod
     def simulate(self, engine, values: dict[str, Tensor], frames: int) -> Tensor:
