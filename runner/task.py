@@ -30,10 +30,13 @@ class Task(nn.Module, ABC):
     Attributes:
         metric: name of the main metric in :meth:`evaluate`'s output (e.g. ``"abs_rel"``).
         mode: ``"min"`` or ``"max"``: which direction of ``metric`` is better.
+        renders: the scene type it hands its ``renderer`` (runner.render.base: MESHES, POINTS, PRIMITIVES), or
+            None for a task that takes no renderer; any renderer that draws it serves the task.
     """
 
     metric: str
     mode: Literal["min", "max"]
+    renders: str | None = None
     data_parallel: bool = False  # True when loss() draws its batch through shard() (see runner.distributed)
 
     def __init__(self, seed: int = 0):

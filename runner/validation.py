@@ -153,27 +153,39 @@ def _located(target) -> type | None:
         return None
 
 
-def _physics_serves_the_scene(cfg: DictConfig) -> None:
-    """A physical_params scene runs on any engine that declares the capability it needs (springs, rigid contact,
-    pendulum); another engine is one line naming those that fit, before any work."""
+def _backend_fits(group: str, node: DictConfig, needs: str, client: str) -> None:
+    """The backend configured at ``group`` (a renderer or physics engine) must declare ``needs`` among its
+    capabilities (``draws`` / ``capabilities``); else one line naming the group's options that do."""
     from runner.cli import CONFIG_DIR
     from runner.listing import option_targets
-    from runner.physics.base import capabilities_of
 
-    scene, physics = cfg.get("scene"), cfg.get("physics")
-    if not isinstance(scene, DictConfig) or not isinstance(physics, DictConfig):
+    def offers(backend) -> frozenset[str]:
+        return frozenset(getattr(backend, "draws" if group == "renderer" else "capabilities", ()))
+
+    backend = _located(node.get("_target_"))
+    if backend is None or needs in offers(backend):
         return
-    scene_class, engine_class = _located(scene.get("_target_")), _located(physics.get("_target_"))
-    needs = getattr(scene_class, "needs", None)
-    if needs is None or engine_class is None or needs in capabilities_of(engine_class):
-        return
-    options = option_targets(CONFIG_DIR, "physics")
-    chosen = next((name for name, target in options.items() if target == physics.get("_target_")), None)
-    fitting = [name for name, target in options.items() if needs in capabilities_of(_located(target))]
+    options = option_targets(CONFIG_DIR, group)
+    chosen = next((name for name, target in options.items() if target == node.get("_target_")), backend.__name__)
+    fitting = [name for name, target in options.items() if needs in offers(_located(target))]
     raise ConfigError(
-        f"physics={chosen or engine_class.__name__} cannot simulate scene {scene_class.__name__}, which needs "
-        f"{needs}: choose physics={' or physics='.join(fitting) or '<an engine with that capability>'}"
+        f"{group}={chosen} cannot serve {client}, which needs {needs}: choose "
+        + (" or ".join(f"{group}={name}" for name in fitting) or f"a {group} with that capability")
     )
+
+
+def _backends_fit(cfg: DictConfig) -> None:
+    """Backends plug in by capability: the task's renderer draws the scene type the task renders, and a
+    physical_params scene's engine simulates the model the scene needs; checked before any work."""
+    task, renderer = cfg.get("task"), cfg.get("renderer")
+    renders = getattr(_located(task.get("_target_")), "renders", None)
+    if renders is not None and isinstance(renderer, DictConfig):
+        _backend_fits("renderer", renderer, renders, f"task {task.get('_target_').rsplit('.', 1)[-1]}")
+    scene, physics = cfg.get("scene"), cfg.get("physics")
+    if isinstance(scene, DictConfig) and isinstance(physics, DictConfig):
+        scene_class = _located(scene.get("_target_"))
+        if getattr(scene_class, "needs", None) is not None:
+            _backend_fits("physics", physics, scene_class.needs, f"scene {scene_class.__name__}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -217,7 +229,7 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
     _optional_backends(cfg)
-    _physics_serves_the_scene(cfg)
+    _backends_fit(cfg)
     for node in ("scheduler", "renderer", "task.gt_renderer", "data"):
         _ranges(cfg, node)
     _ordered(cfg, "scheduler", "warmup_steps", "total_steps")

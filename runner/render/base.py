@@ -10,7 +10,7 @@ Conventions (all renderers):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -49,8 +49,20 @@ class Fragments:
     dist: Tensor
 
 
+# What a renderer draws, named by the scene types a task hands it: batched triangle meshes
+# (runner.geometry.meshes.Meshes), point clouds / particles (runner.render.splat.PointCloud), analytic primitives
+# (runner.render.raycast.PrimitiveScene).
+MESHES, POINTS, PRIMITIVES = "meshes", "points", "primitives"
+
+
 class Renderer(Protocol):
-    """A differentiable renderer of a batch of scenes seen by a batch of cameras."""
+    """A differentiable renderer of a batch of scenes seen by a batch of cameras.
+
+    ``draws`` names the scene types it takes; a task that renders one kind (e.g. :data:`MESHES`) runs on any
+    renderer that declares it.
+    """
+
+    draws: ClassVar[frozenset[str]]
 
     def __call__(self, scene, cameras) -> Rendered: ...
 

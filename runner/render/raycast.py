@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from runner.geometry.cameras import PinholeCamera
-from runner.render.base import Rendered, supersample_average
+from runner.render.base import PRIMITIVES, Rendered, supersample_average
 from runner.render.textures import Material, TextureKind, evaluate_texture
 
 _T_MIN = 1e-4  # [m] hits nearer than this along a ray are ignored
@@ -422,6 +422,8 @@ class RaycastRenderer:
         tile_size: rays are intersected in square tiles of this many (sub-)pixels a side; each tile only
             tests the primitives its bundle of rays can reach, and memory is ~ 50 B x tile_size^2 x P.
     """
+
+    draws = frozenset({PRIMITIVES})
 
     def __init__(self, background: Sequence[float] = (0.0, 0.0, 0.0), ambient: float = 0.35,
                  light_dir: Sequence[float] = (0.4, 1.0, -0.3), shadows: bool = True, supersample: int = 1,

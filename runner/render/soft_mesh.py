@@ -15,7 +15,7 @@ from torch import Tensor
 
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
-from runner.render.base import Rendered, supersample_average
+from runner.render.base import MESHES, Rendered, supersample_average
 from runner.render.shading import DirectionalLight, albedo, hard_blend, phong, soft_silhouette, softmax_blend
 from runner.render.soft_raster import SparseFragments, blur_radius, project_faces, rasterize
 
@@ -49,6 +49,8 @@ class SoftMeshRenderer:
         max_pairs: candidate (pixel, face) pairs tested at once, and fragments per recomputed chunk of the
             backward pass; bounds the memory of both.
     """
+
+    draws = frozenset({MESHES})
 
     def __init__(self, sigma: float = 1e-4, gamma: float = 1e-4, faces_per_pixel: int = 50, hard: bool = False,
                  supersample: int = 1, cull_backfaces: bool = False, znear: float = 0.01, zfar: float = 100.0,

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from runner.geometry.cameras import PinholeCamera
-from runner.render.base import Rendered
+from runner.render.base import POINTS, Rendered
 
 _DEPTH_ALPHA_EPS = 1e-6  # below this coverage a pixel's depth is reported as 0
 
@@ -91,6 +91,8 @@ class SplatRenderer:
         tile_size: tile side [pixels].
         max_chunk_elements: pixel x point pairs evaluated at once (bounds memory).
     """
+
+    draws = frozenset({POINTS})
 
     def __init__(self, sigma_scale: float = 0.5, background: Sequence[float] = (0.0, 0.0, 0.0),
                  blur_px: float = 0.3, cutoff: float = 3.0, near: float = 1e-2, max_alpha: float = 0.99,

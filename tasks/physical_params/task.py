@@ -31,6 +31,7 @@ from torch import Tensor
 
 from runner.errors import ConfigError
 from runner.logging import Logger
+from runner.render.base import POINTS
 from runner.task import Task
 from runner.visuals import Panel, panel_row, write_video
 from tasks.physical_params.losses import pyramid_mse, track_mse
@@ -62,6 +63,7 @@ class PhysicalParams(Task):
 
     metric = "rel_err"
     mode = "min"
+    renders = POINTS  # the bodies and particles, as splats
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ from runner.geometry.primitives import icosphere
 from runner.logging import Logger, enlarge, readable_scale, readable_size
 from runner.losses import mesh_priors
 from runner.losses.silhouette import soft_iou
-from runner.render.base import Renderer
+from runner.render.base import MESHES, Renderer
 from runner.task import Task
 from runner.visuals import Panel, grey, outline, panel_row, to_uint8, write_video
 from tasks.single_view_recon import metrics
@@ -96,6 +96,7 @@ class _Recon(Task):
 
     metric = "iou_3d"
     mode = "max"
+    renders = MESHES
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, template_level: int,
                  template_radius: float, smoothing: float, laplacian: str, num_points: int, seed: int):

@@ -38,9 +38,7 @@ def test_every_scene_has_an_engine_and_every_engine_a_scene():
 def test_a_fitting_engine_runs_the_scene_and_another_is_refused_by_name(scene, engine):
     overrides = [f"scene={scene}", f"physics={engine}", "loop.steps=2", "loop.eval_every=2"]
     if not _fits(scene, engine):
-        with pytest.raises(
-            ConfigError, match=rf"^physics={engine} cannot simulate scene \w+, which needs \w+: choose "
-        ):
+        with pytest.raises(ConfigError, match=rf"^physics={engine} cannot serve scene \w+, which needs \w+: choose "):
             validate(compose_task(overrides))
         return
     validate(compose_task(overrides))
