@@ -37,59 +37,6 @@ def axis_angle_to_matrix(axis_angle: Tensor, eps: float = 1e-8) -> Tensor:
     return eye + a * Kx + b * (Kx @ Kx)
 
 
-def matrix_to_axis_angle(R: Tensor) -> Tensor:
-    """(..., 3, 3) rotation -> (..., 3) axis-angle (angle in [0, pi])."""
-    q = matrix_to_quaternion(R)
-    return quaternion_to_axis_angle(q)
-
-
-def quaternion_to_matrix(q: Tensor) -> Tensor:
-    """(..., 4) quaternion (w, x, y, z), normalised here -> (..., 3, 3) rotation."""
-    q = torch.nn.functional.normalize(q, dim=-1)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(*q.shape[:-1], 3, 3)
-
-
-def matrix_to_quaternion(R: Tensor) -> Tensor:
-    """(..., 3, 3) rotation -> (..., 4) unit quaternion (w, x, y, z) with w >= 0 (Shepperd's method)."""
-    m = R
-    diag = torch.stack([
-        1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
-        1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-        1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
-        1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2],
-    ], -1)
-    r = torch.sqrt(diag.clamp(min=1e-12))  # 2 * |component|
-    candidates = torch.stack([
-        torch.stack([r[..., 0] ** 2, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                     m[..., 1, 0] - m[..., 0, 1]], -1) / (2 * r[..., 0:1]),
-        torch.stack([m[..., 2, 1] - m[..., 1, 2], r[..., 1] ** 2, m[..., 1, 0] + m[..., 0, 1],
-                     m[..., 0, 2] + m[..., 2, 0]], -1) / (2 * r[..., 1:2]),
-        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], r[..., 2] ** 2,
-                     m[..., 2, 1] + m[..., 1, 2]], -1) / (2 * r[..., 2:3]),
-        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] + m[..., 1, 2],
-                     r[..., 3] ** 2], -1) / (2 * r[..., 3:4]),
-    ], -2)  # (..., 4, 4): row k is the estimate built from the k-th largest-candidate formula
-    best = diag.argmax(-1)
-    q = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
-    q = torch.nn.functional.normalize(q, dim=-1)
-    return torch.where(q[..., :1] < 0, -q, q)
-
-
-def quaternion_to_axis_angle(q: Tensor) -> Tensor:
-    """(..., 4) unit quaternion (w, x, y, z) -> (..., 3) axis-angle."""
-    q = torch.where(q[..., :1] < 0, -q, q)
-    xyz = q[..., 1:]
-    s = xyz.norm(dim=-1, keepdim=True)
-    angle = 2 * torch.atan2(s, q[..., :1])
-    scale = torch.where(s < 1e-8, 2 / q[..., :1].clamp(min=1e-8), angle / s.clamp(min=1e-12))
-    return xyz * scale
-
-
 def quaternion_multiply(a: Tensor, b: Tensor) -> Tensor:
     """Hamilton product of (..., 4) quaternions (w, x, y, z): the rotation ``b`` followed by ``a``."""
     aw, ax, ay, az = a.unbind(-1)

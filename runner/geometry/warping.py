@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from runner.errors import NonFiniteError
 
@@ -154,49 +154,3 @@ def resize_intrinsics(K: Tensor, image_size: tuple[int, int], new_size: tuple[in
     S = torch.tensor([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]],
                      dtype=K.dtype, device=K.device)
     return S @ K
-
-
-class ViewSynthesis(nn.Module):
-    """Warp S source frames into the target view in one vectorised call (S folded into the batch).
-
-    Args:
-        padding: ``"zeros"`` or ``"border"``; monodepth2 uses ``"border"`` so that out-of-view pixels
-            still give a (masked or min-reprojected) finite error.
-        eps: minimum source-camera depth [scene units] (see :func:`warp_frame`).
-        min_depth_ratio: minimum source-camera depth as a fraction of the target depth (see :func:`warp_frame`).
-    """
-
-    def __init__(self, padding: Padding = "border", eps: float = 1e-3, min_depth_ratio: float = 0.0):
-        super().__init__()
-        if padding not in ("zeros", "border"):
-            raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
-        self.padding = padding
-        self.eps = float(eps)
-        self.min_depth_ratio = float(min_depth_ratio)
-
-    def forward(self, sources: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
-        """Synthesise the target view from every source.
-
-        Args:
-            sources: (B, S, C, H, W) source frames.
-            depth_dst: (B, 1, H, W) target depth [scene units].
-            src_from_dst: (B, S, 4, 4) target camera -> each source camera.
-            K: (B, 3, 3) intrinsics in pixels of (H, W).
-        Returns:
-            warped (B, S, C, H, W) and valid (B, S, 1, H, W).
-        """
-        if sources.dim() != 5:
-            raise ValueError(f"sources must be (B, S, C, H, W), got {tuple(sources.shape)}")
-        B, S, C, H, W = sources.shape
-        if src_from_dst.shape != (B, S, 4, 4):
-            raise ValueError(f"src_from_dst must be (B, S, 4, 4) = {(B, S, 4, 4)}, got {tuple(src_from_dst.shape)}")
-        if depth_dst.shape != (B, 1, H, W):
-            raise ValueError(f"depth_dst must be (B, 1, H, W) = {(B, 1, H, W)}, got {tuple(depth_dst.shape)}")
-        _check_K(K, B)
-
-        def fold(x: Tensor) -> Tensor:  # (B, ...) -> (B*S, ...), repeating each element S times
-            return x.unsqueeze(1).expand(B, S, *x.shape[1:]).reshape(B * S, *x.shape[1:])
-
-        warped, valid = warp_frame(sources.reshape(B * S, C, H, W), fold(depth_dst), src_from_dst.reshape(B * S, 4, 4),
-                                   fold(K), self.padding, self.eps, self.min_depth_ratio)
-        return warped.reshape(B, S, C, H, W), valid.reshape(B, S, 1, H, W)

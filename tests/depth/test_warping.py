@@ -9,7 +9,7 @@ import torch
 
 from runner.geometry.cameras import PinholeCamera, project_cam, unproject_cam
 from runner.geometry.transforms import axis_angle_to_matrix, pose_vec_to_matrix
-from runner.geometry.warping import ViewSynthesis, backproject, resize_intrinsics, warp_frame
+from runner.geometry.warping import backproject, resize_intrinsics, warp_frame
 from runner.losses.photometric import photometric_error
 
 
@@ -191,18 +191,6 @@ def test_backproject_round_trip():
     assert torch.allclose(pix, torch.stack([u, v], -1).reshape(1, -1, 2).expand(2, -1, -1), atol=1e-10)
 
 
-def test_view_synthesis_equals_per_source_warps():
-    image, depth, axis_angle, translation, K = small_case(B=2)
-    poses = torch.stack([pose_vec_to_matrix(axis_angle, translation),
-                         pose_vec_to_matrix(-axis_angle, 2 * translation)], 1)  # (B, S=2, 4, 4)
-    sources = torch.stack([image, image.flip(-1)], 1)  # (B, 2, C, H, W)
-    warped, valid = ViewSynthesis(padding="border")(sources, depth, poses, K)
-    assert warped.shape == (2, 2, 2, 5, 6) and valid.shape == (2, 2, 1, 5, 6)
-    for s in range(2):
-        w, m = warp_frame(sources[:, s], depth, poses[:, s], K, padding="border")
-        assert torch.allclose(warped[:, s], w) and torch.equal(valid[:, s], m)
-
-
 def test_warp_after_inference_mode_still_differentiable():
     """The cached pixel grid made under inference mode must not break a later backward pass."""
     image, depth, axis_angle, translation, K = small_case(H=4, W=11)
@@ -245,8 +233,6 @@ def test_bad_inputs():
         warp_frame(image, depth, pose[:1], K)
     with pytest.raises(ValueError, match=r"K must be \(B, 3, 3\)"):
         warp_frame(image, depth, pose, K[:1])
-    with pytest.raises(ValueError, match=r"sources must be \(B, S, C, H, W\)"):
-        ViewSynthesis()(image, depth, pose, K)
 
 
 def test_photometric_descent_recovers_the_plane_depth():
