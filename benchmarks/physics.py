@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 
 from runner.cli import CONFIG_DIR
 from runner.logging import NullLogger
-from runner.loop import Loop, LoopSettings
+from runner.loop import Loop, LoopSettings, run_length
 from runner.optim import build_optimizer, build_scheduler
 from tasks.physical_params.metrics import relative_error
 
@@ -54,9 +54,9 @@ def run(overrides: list[str]):
     task = instantiate(cfg.task, _convert_="all")
     task.setup(torch.device("cpu"))
     optimizer = build_optimizer(cfg.optim, task.param_groups())
-    loop = Loop(
-        task, optimizer, build_scheduler(cfg.scheduler, optimizer), NullLogger(), LoopSettings.from_config(cfg.loop)
-    )
+    settings = LoopSettings.from_config(cfg.loop)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
+    loop = Loop(task, optimizer, scheduler, NullLogger(), settings)
     metrics = loop.run().metrics
     return task, metrics, time.perf_counter() - started, cfg.loop.steps
 

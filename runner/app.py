@@ -161,7 +161,7 @@ def run_job(cfg: DictConfig) -> float:
             from hydra.utils import instantiate
 
             from runner.checkpoint import load_checkpoint
-            from runner.loop import Loop, LoopSettings
+            from runner.loop import Loop, LoopSettings, run_length
             from runner.optim import build_optimizer, build_scheduler
             from runner.validation import validate
 
@@ -185,8 +185,8 @@ def run_job(cfg: DictConfig) -> float:
             task.setup(device)
             optimizer = build_optimizer(cfg.optim, task.param_groups())
             check_data_parallel(task, optimizer, dist_info)
-            scheduler = build_scheduler(cfg.scheduler, optimizer)
             settings = LoopSettings.from_config(cfg.loop)
+            scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
             if multirun and settings.progress == "auto":
                 settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
             checkpoint = run_dir / "checkpoints" / "last.pt" if dist_info.is_main else None

@@ -144,6 +144,20 @@ def stop_on_signals() -> Iterator[StopFlag]:
             signal.signal(sig, previous)
 
 
+def run_length(settings: LoopSettings, task: Task) -> int:
+    """The run's length in steps: ``loop.steps``, or ``loop.epochs`` x the task's steps per epoch. Every schedule
+    whose length is null (a scheduler's ``T_max`` / ``total_steps``, a task's fractions via :meth:`Task.plan`)
+    spans it."""
+    if settings.epochs is None:
+        return settings.steps
+    per_epoch = task.steps_per_epoch()
+    if per_epoch is None:
+        raise ConfigError(
+            f"loop.epochs: task '{type(task).__name__}' has no dataset to count epochs over; use loop.steps instead"
+        )
+    return settings.epochs * per_epoch
+
+
 class Loop:
     """Runs ``task`` for a step budget with ``optimizer``.
 
@@ -168,9 +182,9 @@ class Loop:
         self.task, self.optimizer, self.scheduler, self.logger = task, optimizer, scheduler, logger
         self.settings = settings
         self.checkpoint_path = checkpoint_path
-        self.budget = Budget(self._budget(), settings.time_budget)
+        self.budget = Budget(run_length(settings, task), settings.time_budget)
         self.total_steps = self.budget.steps
-        task.check_budget(self.total_steps)
+        task.plan(self.total_steps)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.is_lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         self.early = _EarlyStopping(task.mode, settings.patience, settings.min_delta)
@@ -184,18 +198,6 @@ class Loop:
         self._terms: dict[str, Tensor] | None = None
         self._total = torch.zeros(())
         self._grad_norm_max: Tensor | None = None  # the largest global gradient norm since the last log
-
-    def _budget(self) -> int:
-        s = self.settings
-        if s.epochs is None:
-            return s.steps
-        per_epoch = self.task.steps_per_epoch()
-        if per_epoch is None:
-            raise ConfigError(
-                f"loop.epochs: task '{type(self.task).__name__}' has no dataset to count epochs "
-                "over; use loop.steps instead"
-            )
-        return s.epochs * per_epoch
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

@@ -41,12 +41,24 @@ def build_optimizer(cfg: DictConfig, named_groups: Mapping[str, list[torch.Tenso
         raise ConfigError(f"optim: cannot build {args['_target_']}: {e.__cause__ or e}") from e
 
 
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer):
-    """The learning-rate scheduler, or None for ``scheduler=none``; stepped once per loop step."""
+# scheduler keys whose null means "the run's length", which only the runner knows (loop.epochs x an epoch)
+RUN_LENGTH_KEYS = ("T_max", "total_steps")
+
+
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int | None = None):
+    """The learning-rate scheduler, or None for ``scheduler=none``; stepped once per loop step.
+
+    Args:
+        total_steps: the run's length in steps, given to the scheduler's ``T_max`` / ``total_steps`` when they
+            are null.
+    """
     if cfg is None or cfg.get("_target_") is None:
         return None
+    lengths = {k: total_steps for k in RUN_LENGTH_KEYS if k in cfg and cfg.get(k) is None}
+    if lengths and total_steps is None:
+        raise ConfigError(f"scheduler.{next(iter(lengths))} is null (the run's length) but no length was given")
     try:
-        return instantiate(cfg, optimizer=optimizer)
+        return instantiate(cfg, optimizer=optimizer, **lengths)
     except Exception as e:
         raise ConfigError(f"scheduler: cannot build {cfg._target_}: {e.__cause__ or e}") from e
 

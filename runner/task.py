@@ -71,9 +71,10 @@ class Task(nn.Module, ABC):
         """Number of steps in one pass over the training data, or None for tasks without a dataset."""
         return None
 
-    def check_budget(self, total_steps: int) -> None:
-        """Check the run's step budget against the task's own schedule (e.g. a phase longer than the run):
-        raise :class:`~runner.errors.ConfigError`, or adapt and warn. Called by the loop before the first step."""
+    def plan(self, total_steps: int) -> None:
+        """Fit the task's own schedule to the run's length in steps (``loop.steps``, or ``loop.epochs`` x
+        :meth:`steps_per_epoch`): fix phases given as fractions of the run, check those given in steps (raise
+        :class:`~runner.errors.ConfigError`, or adapt and warn). Called by the loop before the first step."""
 
     def visuals(self, logger: Logger, step: int) -> None:
         """Log images, meshes or plots. Called under ``torch.no_grad`` at the image cadence."""

@@ -62,7 +62,11 @@ _NON_NEGATIVE = (lambda v: _is_finite(v) and v >= 0, "a finite number >= 0", "nu
 # Keys of the scheduler, renderer and data groups that must lie in a range, by name (a key means the same
 # in every config of a group that has it): (test, what the value must be, the fix's placeholder).
 _RANGES = {
-    **dict.fromkeys(("step_size", "T_max", "total_iters", "total_steps"), _POSITIVE_INT),  # schedulers [steps]
+    **dict.fromkeys(("step_size", "total_iters"), _POSITIVE_INT),  # schedulers [steps]
+    # [steps]; null = the run's length (runner.optim.build_scheduler)
+    **dict.fromkeys(
+        ("T_max", "total_steps"), (lambda v: v is None or _is_int(v) and v > 0, "a positive integer or null", "int > 0")
+    ),
     "warmup_steps": (lambda v: _is_int(v) and v >= 0, "a non-negative integer", "int >= 0"),
     "gamma": _POSITIVE,  # decay factor of a scheduler; colour-blend temperature of soft_mesh
     "eta_min": _NON_NEGATIVE,
@@ -97,6 +101,24 @@ def _ordered(cfg: DictConfig, node_key: str, low: str, high: str) -> None:
         raise ConfigError(
             f"{node_key}.{low} must be less than {node_key}.{high}, got {node.get(low)!r} and {node.get(high)!r}: "
             f"lower {node_key}.{low} or raise {node_key}.{high}"
+        )
+
+
+def _warm_up_within_the_schedule(cfg: DictConfig) -> None:
+    """A warm-up-then-decay schedule's warm-up must end before its length (``scheduler.total_steps``, or the
+    run's length when null; with ``loop.epochs`` that is known only once the task is built, where the scheduler
+    itself checks)."""
+    node = _select(cfg, "scheduler")
+    if not isinstance(node, DictConfig) or "warmup_steps" not in node or "total_steps" not in node:
+        return
+    total = node.get("total_steps")
+    if total is None and _select(cfg, "loop.epochs") is None:
+        total = _select(cfg, "loop.steps")
+    warm = node.get("warmup_steps")
+    if _is_int(total) and _is_int(warm) and not warm < total:
+        raise ConfigError(
+            f"scheduler.warmup_steps must be less than the schedule's length (scheduler.total_steps, null: "
+            f"loop.steps), got {warm} and {total}: lower scheduler.warmup_steps or raise loop.steps"
         )
 
 
@@ -232,6 +254,6 @@ def validate(cfg: DictConfig) -> None:
     _backends_fit(cfg)
     for node in ("scheduler", "renderer", "task.gt_renderer", "data"):
         _ranges(cfg, node)
-    _ordered(cfg, "scheduler", "warmup_steps", "total_steps")
+    _warm_up_within_the_schedule(cfg)
     _ordered(cfg, "renderer", "znear", "zfar")
     _image_size(cfg, "data.image_size")

@@ -251,7 +251,7 @@ class DepthFromVideo(Task):
     def steps_per_epoch(self) -> int:
         return max(1, len(self.snippets) // self.batch_size)
 
-    def check_budget(self, total_steps: int) -> None:
+    def plan(self, total_steps: int) -> None:
         """A run no longer than the coarse phase trains at full size throughout (with a warning): it would
         otherwise score and save a network that never saw full-size frames, which ``dwx predict`` then
         reads at full size. Short runs (``debug=fast``, a quick ``loop.steps``) stay runnable."""

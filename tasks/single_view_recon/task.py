@@ -329,7 +329,6 @@ class LearnRecon(_Recon):
             the sharp ones of the last steps restore thin parts that the blur keeps too thin; None = one
             sigma throughout.
         sharpen_sigma: the renderer's ``sigma`` from then on [NDC^2].
-        steps: the run's length in steps (``${loop.steps}``), which ``sharpen_from`` is a fraction of.
         refine_steps: test-time refinement: Adam steps of fitting each test prediction's offsets, scale and
             translation to its input view's silhouette (the training loss on that one view), reported as
             ``<metric>_refined`` beside the network's own metrics; 0 = off.
@@ -350,7 +349,7 @@ class LearnRecon(_Recon):
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
                  weights: dict, batch_size: int = 16, latent: int = 256, sharpen_from: float | None = None,
-                 sharpen_sigma: float | None = None, steps: int = 0, refine_steps: int = 0, refine_lr: float = 0.01,
+                 sharpen_sigma: float | None = None, refine_steps: int = 0, refine_lr: float = 0.01,
                  refine_sigma: float | None = None, template_level: int = 3,
                  template_radius: float = 0.4, smoothing: float = 10.0, laplacian: str = "uniform",
                  num_points: int = 2000, seed: int = 0):
@@ -367,12 +366,9 @@ class LearnRecon(_Recon):
         if (sharpen_from is None) != (sharpen_sigma is None) or not 0 <= (sharpen_from or 0) <= 1:
             raise ConfigError(f"task.sharpen_from (a fraction of the run in [0, 1]) and task.sharpen_sigma come "
                               f"together or not at all, got {sharpen_from} and {sharpen_sigma}")
-        self.sharpening: tuple[int, Renderer] | None = None  # (first sharp step, sharp renderer)
-        if sharpen_from is not None:
-            if steps < 1:
-                raise ConfigError(f"task.sharpen_from needs task.steps, the run's length (${{loop.steps}}), "
-                                  f"got {steps}")
-            self.sharpening = round(sharpen_from * steps), with_sigma(renderer, sharpen_sigma, "sharpen_sigma")
+        self.sharpen_from = sharpen_from
+        self.sharp_renderer = None if sharpen_sigma is None else with_sigma(renderer, sharpen_sigma, "sharpen_sigma")
+        self.sharp_from_step: int | None = None  # set by plan(): the first step with the sharp renderer
         self.data_config = dict(data)
         for split in ("train", "val", "test"):
             if int(self.data_config.get(split, 0)) < 1:
@@ -453,11 +449,16 @@ class LearnRecon(_Recon):
         second = (first + 1 + torch.randint(V - 1, (self.batch_size,), generator=g)) % V  # a different view
         return self.shard(objects), self.shard(first), self.shard(second)
 
+    def plan(self, total_steps: int) -> None:
+        """The sharp phase starts at the fraction ``sharpen_from`` of the run's ``total_steps``."""
+        if self.sharpen_from is not None:
+            self.sharp_from_step = round(self.sharpen_from * total_steps)
+
     def training_renderer(self, step: int) -> Renderer:
         """The renderer of training step ``step``: the sharp one from the first sharp step on."""
-        if self.sharpening is None or step < self.sharpening[0]:
+        if self.sharp_from_step is None or step < self.sharp_from_step:
             return self.renderer
-        return self.sharpening[1]
+        return self.sharp_renderer
 
     def loss(self, step: int) -> dict[str, Tensor]:
         objects, first, second = self.batch(step)

@@ -297,9 +297,9 @@ def test_evaluation_in_the_coarse_phase_scores_the_network_at_the_coarse_size():
 
 def test_a_run_no_longer_than_the_coarse_phase_trains_at_full_size(caplog):
     task = tiny_task(coarse_steps=300)
-    task.check_budget(1000)
+    task.plan(1000)
     assert task.coarse_steps == 300
-    task.check_budget(300)
+    task.plan(300)
     assert task.coarse_steps == 0 and "covers the whole run (300 steps)" in caplog.text
 
 

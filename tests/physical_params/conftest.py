@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from runner.cli import CONFIG_DIR
 from runner.logging import NullLogger
-from runner.loop import Loop, LoopSettings
+from runner.loop import Loop, LoopSettings, run_length
 from runner.optim import build_optimizer, build_scheduler
 
 
@@ -26,9 +26,9 @@ def fit(overrides: list[str]):
     task = instantiate(cfg.task, _convert_="all")
     task.setup(torch.device("cpu"))
     optimizer = build_optimizer(cfg.optim, task.param_groups())
-    loop = Loop(
-        task, optimizer, build_scheduler(cfg.scheduler, optimizer), NullLogger(), LoopSettings.from_config(cfg.loop)
-    )
+    settings = LoopSettings.from_config(cfg.loop)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
+    loop = Loop(task, optimizer, scheduler, NullLogger(), settings)
     return task, loop.run().metrics
 
 

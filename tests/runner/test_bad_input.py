@@ -53,7 +53,8 @@ PHYSICS, RECON, DEPTH = "experiment=physics_tiny", "experiment=recon_tiny_fit", 
         (f"{PHYSICS} scheduler=warmup scheduler.start_factor=0", "scheduler.start_factor must be a number in (0, 1]"),
         (
             f"{PHYSICS} scheduler=warmup_cosine scheduler.warmup_steps=30",
-            "scheduler.warmup_steps must be less than scheduler.total_steps, got 30 and 30",
+            "scheduler.warmup_steps must be less than the schedule's length (scheduler.total_steps, null: "
+            "loop.steps), got 30 and 30",
         ),
         (f"{PHYSICS} optim.lr=inf", "optim.lr must be a positive finite number, got inf"),
         (f"{PHYSICS} optim.lr=nan", "optim.lr must be a positive finite number, got nan"),

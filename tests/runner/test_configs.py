@@ -39,7 +39,7 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
     if group == "optim":
         build_optimizer(cfg.optim, {"all": [param]})
     elif group == "scheduler":
-        build_scheduler(cfg.scheduler, torch.optim.SGD([param], lr=0.1))
+        build_scheduler(cfg.scheduler, torch.optim.SGD([param], lr=0.1), cfg.loop.steps)
     elif group in ("renderer", "physics", "logger"):
         instantiate(cfg[group])
     elif group in ("task", "experiment", "data"):

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from runner.errors import ConfigError, NonFiniteError
 from runner.logging import NullLogger
-from runner.loop import Loop, LoopSettings
+from runner.loop import Loop, LoopSettings, run_length
 from runner.optim import build_optimizer, build_scheduler
 from tests.conftest import ROOT
 from tests.fixtures.pose_task import PointCloudPose
@@ -30,7 +30,6 @@ def make_loop(optim="adam", steps=200, scheduler=None, **settings):
     task = PointCloudPose(num_points=64, noise=0.0, seed=1)
     task.setup(torch.device("cpu"))
     opt = build_optimizer(OmegaConf.create(OPTIM[optim] if isinstance(optim, str) else optim), task.param_groups())
-    sched = build_scheduler(OmegaConf.create(scheduler) if scheduler else None, opt)
     cfg = LoopSettings(
         steps=steps,
         eval_every=settings.pop("eval_every", 50),
@@ -40,6 +39,7 @@ def make_loop(optim="adam", steps=200, scheduler=None, **settings):
         progress="off",
         **settings,
     )
+    sched = build_scheduler(OmegaConf.create(scheduler) if scheduler else None, opt, run_length(cfg, task))
     return Loop(task, opt, sched, NullLogger(), cfg)
 
 
@@ -106,9 +106,18 @@ def test_epochs_use_the_tasks_dataset_size():
     assert loop.run().steps == 12
 
 
-def test_the_task_checks_the_step_budget_before_the_first_step(monkeypatch):
+def test_a_schedule_of_null_length_spans_the_epochs():
+    """T_max null is the run's length, which with loop.epochs only the task's dataset knows (4 steps per epoch)."""
+    cosine = {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": None, "eta_min": 0.0}
+    loop = make_loop(steps=1000, epochs=3, scheduler=cosine)
+    assert loop.scheduler.T_max == loop.total_steps == 12
+    loop.run()
+    assert loop.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_task_plans_for_the_runs_length_before_the_first_step(monkeypatch):
     budgets = []
-    monkeypatch.setattr(PointCloudPose, "check_budget", lambda self, total_steps: budgets.append(total_steps))
+    monkeypatch.setattr(PointCloudPose, "plan", lambda self, total_steps: budgets.append(total_steps))
     make_loop(steps=1, epochs=3)
     make_loop(steps=7)
     assert budgets == [12, 7]

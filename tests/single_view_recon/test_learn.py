@@ -33,27 +33,30 @@ def test_evaluate_reports_each_category_and_the_training_split(task):
 
 
 def test_sharpening_switches_the_training_sigma_at_its_step(task, monkeypatch):
-    monkeypatch.setattr(task, "sharpening", (5, with_sigma(task.renderer, 1e-4, "sharpen_sigma")))
+    monkeypatch.setattr(task, "sharp_from_step", 5)
+    monkeypatch.setattr(task, "sharp_renderer", with_sigma(task.renderer, 1e-4, "sharpen_sigma"))
     assert task.training_renderer(4).sigma == task.renderer.sigma == 3e-3
     assert task.training_renderer(5).sigma == task.training_renderer(9).sigma == 1e-4
     # the same predictions, rendered sharper: a different training loss
     blurry, sharp = task.loss(4)["silhouette"], task.loss(5)["silhouette"]
-    monkeypatch.setattr(task, "sharpening", None)
+    monkeypatch.setattr(task, "sharp_from_step", None)
     assert task.loss(5)["silhouette"] != sharp
     assert torch.isfinite(blurry) and torch.isfinite(sharp)
 
 
 def test_sharpening_starts_at_its_fraction_of_the_run():
-    task = tiny_untrained(sharpen_from=0.9, sharpen_sigma=1e-4, steps=9000)
+    task = tiny_untrained(sharpen_from=0.9, sharpen_sigma=1e-4)
+    task.plan(9000)  # the loop's call with the run's length: loop.steps, or loop.epochs x an epoch
     assert task.training_renderer(8099).sigma == 3e-3 and task.training_renderer(8100).sigma == 1e-4
+    task.plan(1000)
+    assert task.training_renderer(899).sigma == 3e-3 and task.training_renderer(900).sigma == 1e-4
 
 
 @pytest.mark.parametrize("overrides, message", [
     ({"sharpen_from": 0.9}, "come together"),
     ({"sharpen_sigma": 1e-4}, "come together"),
     ({"sharpen_from": 1.5, "sharpen_sigma": 1e-4}, "come together"),
-    ({"sharpen_from": 0.9, "sharpen_sigma": 0.0, "steps": 100}, "sharpen_sigma needs"),
-    ({"sharpen_from": 0.9, "sharpen_sigma": 1e-4}, "needs task.steps"),
+    ({"sharpen_from": 0.9, "sharpen_sigma": 0.0}, "sharpen_sigma needs"),
     ({"refine_sigma": -1.0}, "refine_sigma needs"),
 ])
 def test_bad_sigma_phases_are_config_errors(overrides, message):
