@@ -157,7 +157,8 @@ class StreetVideos:
         return Splits(sequences[: self.train_sequences], sequences[self.train_sequences :])
 
     def _generate(self) -> dict:
-        from runner.render.raycast import RaycastRenderer, forward_camera_path, make_street_scene
+        from runner.render.raycast import RaycastRenderer
+        from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 
         H, W = self.image_size
         renderer = RaycastRenderer(supersample=self.supersample, background=(0.55, 0.7, 0.9))

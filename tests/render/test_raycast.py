@@ -16,14 +16,13 @@ from runner.render.raycast import (
     PrimitiveScene,
     RaycastRenderer,
     Spheres,
-    forward_camera_path,
     intersect_boxes,
     intersect_planes,
     intersect_spheres,
-    make_street_scene,
     nearest_hits,
 )
 from runner.render.textures import Material, TextureKind, evaluate_texture
+from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 
 F64 = torch.float64
 
