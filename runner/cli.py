@@ -131,6 +131,7 @@ def _guarded(command) -> int:
 def _export_data(out: Path, overrides: list[str]) -> int:
     """``dwx data export DIR task=<name> ...``: write the task's data source to DIR in open formats."""
     from hydra.utils import instantiate
+    from omegaconf import DictConfig
 
     from runner.errors import ConfigError, InputError
 
@@ -138,21 +139,16 @@ def _export_data(out: Path, overrides: list[str]) -> int:
         raise InputError(f"dwx data export: {out} already exists{'' if out.is_file() else ' and is not empty'}; "
                          "choose a new folder (nothing was written)")
     cfg = _validate(overrides)
-    target = (cfg.get("data") or {}).get("_target_") or ""
-    if not target.startswith("tasks.depth_from_video.data."):
+    data = cfg.get("data")
+    source = instantiate(data) if isinstance(data, DictConfig) and "_target_" in data else None
+    if not callable(getattr(source, "export", None)):
         task = str(cfg.task.get("_target_"))
         sources = ", ".join(sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml")))
         raise ConfigError(
             f"task={task.split('.')[1] if task.startswith('tasks.') else task} has no data set to export: "
             f"dwx data export writes the videos of task=depth_from_video (data={sources})"
         )
-    from tasks.depth_from_video.data import export_splits
-
-    splits = instantiate(cfg.data).load()
-    export_splits(splits, out)
-    n = sum(len(s) for s in splits.train + splits.test)
-    print(f"wrote {len(splits.train)} training and {len(splits.test)} test sequences ({n} frames) to {out} "
-          f"(and the KITTI raw layout to {out / 'kitti'})")
+    print(source.export(out))
     return 0
 
 

@@ -101,8 +101,24 @@ def rescale_K(K: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -
     return cam.resized(tuple(to_size)).K[0]
 
 
+class VideoSource:
+    """A data source of depth_from_video: :meth:`load` gives the train / test splits; :meth:`export` writes them
+    in open formats (what ``dwx data export`` runs, for any source that has it)."""
+
+    def load(self) -> Splits:
+        raise NotImplementedError
+
+    def export(self, out_dir: str | Path) -> str:
+        """Write the splits into ``out_dir`` (see :func:`export_splits`); returns a one-line summary."""
+        splits = self.load()
+        export_splits(splits, out_dir)
+        n = sum(len(s) for s in splits.train + splits.test)
+        return (f"wrote {len(splits.train)} training and {len(splits.test)} test sequences ({n} frames) to {out_dir} "
+                f"(and the KITTI raw layout to {Path(out_dir) / 'kitti'})")
+
+
 # ============================================================================ embedded data
-class StreetVideos:
+class StreetVideos(VideoSource):
     """Procedural street videos, ray cast analytically (``runner.render.raycast``): exact depth and poses.
 
     A camera drives forward through a street of textured buildings, cars, poles and spheres, with a
@@ -308,7 +324,7 @@ def _video_frames(path: Path, stride: int):
         ) from e
 
 
-class FramesVideo:
+class FramesVideo(VideoSource):
     """The user's own video: a folder of frames or a video file, with intrinsics.
 
     Args:
@@ -417,7 +433,7 @@ def _finish(seq: Sequence, image_size: tuple[int, int]) -> Sequence:
     )
 
 
-class SevenScenes:
+class SevenScenes(VideoSource):
     """The 7-Scenes layout (``frame-XXXXXX.color.jpg``, ``.depth.png`` in mm with 0 = invalid,
     ``.pose.txt`` camera-to-world) with ``camera-intrinsics.txt`` (a 3x3 matrix) beside ``frames/``.
 
@@ -460,7 +476,7 @@ class SevenScenes:
         return split_sequence(_finish(seq, self.image_size), self.test_fraction)
 
 
-class KittiRaw:
+class KittiRaw(VideoSource):
     """The KITTI raw layout with split files, as ``dwx data export`` writes it.
 
     ``<root>/<date>/<drive>/image_02/data/<index:010d>.png``, intrinsics from ``<root>/<date>/
