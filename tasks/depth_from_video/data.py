@@ -139,10 +139,10 @@ class StreetVideos(VideoSource):
 
     def __init__(
         self,
-        train_sequences: int = 6,
+        train_sequences: int = 24,
         test_sequences: int = 2,
         frames_per_sequence: int = 60,
-        image_size: tuple[int, int] = (96, 320),
+        image_size: tuple[int, int] = (64, 192),
         speed: float = 0.5,
         yaw_rate: float = 0.01,
         supersample: int = 1,

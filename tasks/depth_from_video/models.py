@@ -82,10 +82,10 @@ class DepthNet(nn.Module):
             is already flat on the way there.
     """
 
-    def __init__(self, encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256),
-                 decoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256), num_scales: int = 4,
+    def __init__(self, encoder_channels: tuple[int, ...] = (16, 24, 32, 64, 96),
+                 decoder_channels: tuple[int, ...] = (8, 16, 32, 48, 64), num_scales: int = 4,
                  separable: bool = False, encoder_norm: Literal["batch", "none"] = "batch",
-                 decoder_norm: Literal["batch", "none"] = "none", init_disparity: float | None = None):
+                 decoder_norm: Literal["batch", "none"] = "none", init_disparity: float | None = 0.05):
         super().__init__()
         encoder_channels, decoder_channels = tuple(encoder_channels), tuple(decoder_channels)
         n = len(encoder_channels)
@@ -189,7 +189,7 @@ class PoseNet(nn.Module):
         input_scale: the pair is resized by this factor first (0.5 reads it at half resolution, ~4x cheaper).
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 128, 256, 256, 256), input_scale: float = 1.0):
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64, 96, 128), input_scale: float = 0.5):
         super().__init__()
         channels = tuple(channels)
         if len(channels) == 0 or min(channels) <= 0:

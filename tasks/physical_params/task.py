@@ -76,10 +76,10 @@ class PhysicalParams(Task):
         supersample: int = 2,
         pixel_noise: float = 0.02,
         track_noise: float = 0.0,
-        pyramid_weights: Sequence[float] = (1.0,),
+        pyramid_weights: Sequence[float] = (1.0, 4.0, 16.0, 64.0),
         track_weight: float = 1.0,
-        horizon_start: int | None = None,
-        horizon_steps: int = 1,
+        horizon_start: int | None = 8,
+        horizon_steps: int = 40,
         seed: int = 0,
     ):
         super().__init__(seed)

@@ -348,9 +348,9 @@ class LearnRecon(_Recon):
     data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
-                 weights: dict, batch_size: int = 16, latent: int = 256, sharpen_from: float | None = None,
+                 weights: dict, batch_size: int = 8, latent: int = 256, sharpen_from: float | None = None,
                  sharpen_sigma: float | None = None, refine_steps: int = 0, refine_lr: float = 0.01,
-                 refine_sigma: float | None = None, template_level: int = 3,
+                 refine_sigma: float | None = 1e-4, template_level: int = 3,
                  template_radius: float = 0.4, smoothing: float = 10.0, laplacian: str = "uniform",
                  num_points: int = 2000, seed: int = 0):
         super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,

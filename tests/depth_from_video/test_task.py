@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from runner import visuals
-from runner.errors import ConfigError, InputError
+from runner.cli import CONFIG_DIR
+from runner.errors import ConfigError, InputError, find_user_error
 from runner.geometry.warping import resize_intrinsics
 from runner.logging import NullLogger
-from tasks.depth_from_video.data import StreetVideos
-from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth
-from tasks.depth_from_video.task import DepthFromVideo
+from tasks.depth_from_video.models import disp_to_depth
 from tests.conftest import read_metrics, run_dwx
 
 
@@ -26,22 +27,29 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DWX_CACHE", str(tmp_path / "cache"))
 
 
-def tiny_task(frames=12, image_size=(32, 96), window=(-2, 0, 2), scales=(0, 1), init_disparity=None, **kwargs):
-    # experiment=depth_tiny: anti-aliased frames (supersample 2), sources two frames (1 m) away for
-    # parallax at 32x96, and PoseNet's translation x10 (its 0.01 output scale starts 50x below 0.5 m/frame)
-    data = StreetVideos(
-        train_sequences=2, test_sequences=1, frames_per_sequence=frames, image_size=image_size, supersample=2
-    )
-    return DepthFromVideo(
-        data,
-        DepthNet([8, 16, 24, 32, 48], [8, 8, 16, 24, 32], init_disparity=init_disparity),
-        PoseNet([8, 16, 32, 32, 64], input_scale=1.0),
-        frame_window=list(window),
-        batch_size=4,
-        scales=list(scales),
-        translation_scale=10.0,
-        **kwargs,
-    )
+def _override(value) -> str:
+    """A Python value as a Hydra override value."""
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override(v) for v in value) + "]"
+    return str(value)
+
+
+def tiny_task(frames=12, image_size=(32, 96), **task_keys):
+    """The task as `dwx run task=depth_from_video experiment=depth_tiny` builds it, with ``task_keys`` as
+    ``task.<key>=<value>`` overrides (``depth_net.init_disparity`` as ``init_disparity``)."""
+    overrides = ["task=depth_from_video", "experiment=depth_tiny", f"data.frames_per_sequence={frames}",
+                 f"data.image_size={_override(image_size)}"]
+    if "init_disparity" in task_keys:
+        overrides.append(f"task.depth_net.init_disparity={_override(task_keys.pop('init_disparity'))}")
+    overrides += [f"task.{key}={_override(value)}" for key, value in task_keys.items()]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    try:
+        return instantiate(cfg.task, _convert_="all")
+    except Exception as e:  # Hydra wraps the task's own error; tests expect that one, as the CLI shows it
+        raise (find_user_error(e) or e) from None
 
 
 def test_the_ground_truth_pose_and_depth_explain_the_target():
@@ -196,7 +204,7 @@ def test_prediction_and_truth_panels_share_one_colour_scale():
             ConfigError,
             r"image size 30x96 is not divisible by 32.*32x96 or 32x96|nearest sizes",
         ),
-        ({"frames": 4, "window": (-2, 0, 2)}, InputError, "needs sequences of at least 5 frames"),
+        ({"frames": 4, "frame_window": (-2, 0, 2)}, InputError, "needs sequences of at least 5 frames"),
     ],
 )
 def test_bad_input(kwargs, error, message):
@@ -206,7 +214,7 @@ def test_bad_input(kwargs, error, message):
 
 def test_bad_window_is_a_config_error():
     with pytest.raises(ConfigError, match="frame_window must hold 0"):
-        tiny_task(window=(-1, 1))
+        tiny_task(frame_window=(-1, 1))
     with pytest.raises(ConfigError, match="scale_resolution must be full or native"):
         tiny_task(scale_resolution="half")
     with pytest.raises(ConfigError, match=r"warp_min_depth_ratio must be in \[0, 1\)"):
