@@ -32,6 +32,7 @@ from runner.cache import GenerationProgress, cached
 from runner.errors import ConfigError, InputError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.transforms import invert_rigid
+from runner.render.raycast import RaycastRenderer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
@@ -132,7 +133,8 @@ class StreetVideos(VideoSource):
         image_size: (H, W).
         speed: distance per frame [m].
         yaw_rate: peak heading change per frame [rad].
-        supersample: S x S rays per pixel for the frames (anti-aliasing); depth is the mean hit depth.
+        renderer: the ray caster that draws the videos (``renderer=raycast``: its background, lighting, shadows
+            and supersampling; the task config gives it the street's sky); None = ``RaycastRenderer()``.
         depth_noise: multiplicative Gaussian noise on the ground-truth depth (sensor-like); 0 = exact.
         seed: data seed.
     """
@@ -145,7 +147,7 @@ class StreetVideos(VideoSource):
         image_size: tuple[int, int] = (64, 192),
         speed: float = 0.5,
         yaw_rate: float = 0.01,
-        supersample: int = 1,
+        renderer: RaycastRenderer | None = None,
         depth_noise: float = 0.0,
         seed: int = 0,
     ):
@@ -157,10 +159,15 @@ class StreetVideos(VideoSource):
         self.frames_per_sequence = int(frames_per_sequence)
         self.image_size = tuple(int(s) for s in image_size)
         self.speed, self.yaw_rate = float(speed), float(yaw_rate)
-        self.supersample, self.depth_noise, self.seed = int(supersample), float(depth_noise), int(seed)
+        self.renderer = renderer if renderer is not None else RaycastRenderer()
+        self.depth_noise, self.seed = float(depth_noise), int(seed)
 
     def key(self) -> dict:
-        return {"version": STREETS_VERSION, **{k: v for k, v in vars(self).items()}}
+        """What the videos depend on: the generator's version, the data settings and the renderer's."""
+        r = self.renderer
+        drawn_by = {"background": r.background, "ambient": r.ambient, "light_dir": r.light_dir, "shadows": r.shadows,
+                    "supersample": r.supersample}
+        return {"version": STREETS_VERSION, **{k: v for k, v in vars(self).items() if k != "renderer"}, **drawn_by}
 
     def load(self) -> Splits:
         data = cached("depth_from_video_streets", self.key(), self._generate)
@@ -173,11 +180,10 @@ class StreetVideos(VideoSource):
         return Splits(sequences[: self.train_sequences], sequences[self.train_sequences :])
 
     def _generate(self) -> dict:
-        from runner.render.raycast import RaycastRenderer
         from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 
         H, W = self.image_size
-        renderer = RaycastRenderer(supersample=self.supersample, background=(0.55, 0.7, 0.9))
+        renderer = self.renderer
         K = PinholeCamera.intrinsics(0.58 * W, 1.92 * H, (W - 1) / 2, (H - 1) / 2)[0]
         out = {"names": [], "frames": [], "K": [], "depth": [], "poses": []}
         splits = [("train", i, 1000 * self.seed + i) for i in range(self.train_sequences)]

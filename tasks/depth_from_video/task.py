@@ -26,6 +26,7 @@ from runner.geometry.warping import resize_intrinsics, warp_frame
 from runner.logging import Logger, colorize, readable_size
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
+from runner.render.base import PRIMITIVES
 from runner.task import Task
 from runner.visuals import Panel, grey, mapped, panel_row, write_video
 from tasks.depth_from_video.data import FramesVideo, Sequence, Splits, resize_frames
@@ -107,6 +108,7 @@ class DepthFromVideo(Task):
 
     metric = "abs_rel"
     mode = "min"
+    renders = PRIMITIVES  # the embedded streets, through the data source (renderer=raycast)
     data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(

@@ -33,6 +33,18 @@ def tiny_streets(seed=0):
     return StreetVideos(train_sequences=1, test_sequences=1, frames_per_sequence=4, image_size=(24, 64), seed=seed)
 
 
+def test_the_configured_renderer_draws_the_streets():
+    """renderer.* settings reach the videos (they were ignored): other lighting, other frames, the same depth."""
+    from runner.render.raycast import RaycastRenderer
+
+    default = tiny_streets()
+    flat = StreetVideos(train_sequences=1, test_sequences=1, frames_per_sequence=4, image_size=(24, 64),
+                        renderer=RaycastRenderer(ambient=1.0, shadows=False))
+    assert default.key() != flat.key()  # cached apart
+    a, b = default.load().train[0], flat.load().train[0]
+    assert torch.equal(a.depth, b.depth) and (a.frames - b.frames).abs().mean() > 0.05
+
+
 def test_streets_are_deterministic_cached_and_seeded(tmp_path):
     a, b, c = tiny_streets(0).load(), tiny_streets(0).load(), tiny_streets(1).load()
     seq = a.train[0]

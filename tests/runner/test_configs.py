@@ -31,6 +31,8 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
     if needed is not None:
         pytest.importorskip(needed, reason=f"{group}={name} needs the optional package {needed!r}, not installed")
     overrides = [f"{group}={name}"] if group in ("task", "experiment") else [*TOY, f"{group}={name}"]
+    if group == "data":  # the data sources are depth_from_video's (the streets are drawn by its renderer)
+        overrides = ["task=depth_from_video", f"data={name}"]
     if (group, name) == ("logger", "tensorboard"):
         overrides.append(f"logger.log_dir={tmp_path}")
     cfg = _compose(overrides)

@@ -12,7 +12,11 @@ from runner.listing import option_targets
 from runner.validation import validate
 
 RENDERERS = option_targets(CONFIG_DIR, "renderer")
-TASKS = {"physical_params": "experiment=physics_tiny", "single_view_recon": "experiment=recon_tiny_fit"}
+TASKS = {
+    "depth_from_video": "experiment=depth_tiny",
+    "physical_params": "experiment=physics_tiny",
+    "single_view_recon": "experiment=recon_tiny_fit",
+}
 
 
 def _compose(overrides: list[str]):
