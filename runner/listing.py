@@ -44,6 +44,25 @@ def option_targets(config_dir: Path, group: str) -> dict[str, str]:
     return targets
 
 
+# groups of backends: the attribute by which each declares what it serves (runner/render/base.py, physics/base.py)
+# and the word that shows it
+BACKEND_CAPABILITIES = {"renderer": ("draws", "draws"), "physics": ("capabilities", "simulates")}
+
+
+def backend_status(group: str, target: str) -> str:
+    """What a backend serves, e.g. ``[draws meshes]`` or ``[simulates springs]``, or how to install it when its
+    package is missing."""
+    import importlib
+
+    module, _, name = target.rpartition(".")
+    try:
+        backend = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        return f"[not installed: {str(e).split(': ', 1)[-1]}]" if "pip install" in str(e) else "[not installed]"
+    attribute, verb = BACKEND_CAPABILITIES[group]
+    return f"[{verb} {', '.join(sorted(getattr(backend, attribute, ()))) or 'nothing declared'}]"
+
+
 def list_configs(config_dir: Path, only: str | None = None) -> int:
     groups = [g for g in GROUPS if only in (None, g[0])]
     if not groups:
@@ -56,7 +75,9 @@ def list_configs(config_dir: Path, only: str | None = None) -> int:
         if not files:
             print("  (none yet)")
         width = max((len(f.stem) for f in files), default=0)
+        targets = option_targets(config_dir, group) if group in BACKEND_CAPABILITIES else {}
         for f in files:
-            print(f"  {f.stem:<{width}}  {describe(f)}")
+            status = f" {backend_status(group, targets[f.stem])}" if f.stem in targets else ""
+            print(f"  {f.stem:<{width}}  {describe(f)}{status}")
         print()
     return 0
