@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from runner.errors import InputError, first_line
+from tasks.depth_from_video.artifacts import write_depth_maps
 from tasks.depth_from_video.data import read_frames_at
 from tasks.depth_from_video.models import DepthNet, disp_to_depth
-from tasks.depth_from_video.task import write_depth_maps
 
 TASK_TARGET = "tasks.depth_from_video.task.DepthFromVideo"
 # The networks a run folder may name as task.depth_net, by their exact _target_ (an allow-list).

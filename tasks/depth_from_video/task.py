@@ -15,7 +15,6 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,12 +22,13 @@ from torch import Tensor
 
 from runner.errors import ConfigError, InputError
 from runner.geometry.warping import resize_intrinsics, warp_frame
-from runner.logging import Logger, colorize, readable_size
+from runner.logging import Logger
 from runner.losses.photometric import automask, mean_reprojection, min_reprojection, photometric_error
 from runner.losses.smoothness import edge_aware_smoothness
 from runner.render.base import PRIMITIVES
 from runner.task import Task
 from runner.visuals import Panel, grey, mapped, panel_row, write_video
+from tasks.depth_from_video.artifacts import depth_video, inverse_depth_range, write_depth_maps
 from tasks.depth_from_video.data import FramesVideo, Sequence, Splits, resize_frames
 from tasks.depth_from_video.metrics import (
     absolute_trajectory_error,
@@ -696,45 +696,6 @@ class DepthFromVideo(Task):
         if "val_photometric" in metrics:
             text += f", val_photometric={metrics['val_photometric']:.4f}"
         return text
-
-
-def write_depth_maps(depth: Tensor, folder: Path) -> None:
-    """(T, H, W) depth -> ``folder/<t:06d>.npy`` (float32), ``.png`` (uint16, x1000: data, which looks black in
-    an image viewer) and ``_color.png``: inverse depth colour-mapped on one range for the whole sequence
-    (:func:`inverse_depth_range`; near is red, far is blue), enlarged to be seen
-    (:func:`runner.logging.readable_size`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    depth = depth.detach().float().cpu()
-    inverse = 1.0 / depth.clamp(min=1e-6)
-    color = (readable_size(colorize(inverse, *inverse_depth_range(inverse))) * 255).round().to(torch.uint8).numpy()
-    for t, d in enumerate(depth.numpy()):
-        np.save(folder / f"{t:06d}.npy", d.astype(np.float32))
-        iio.imwrite(folder / f"{t:06d}.png", np.clip(d * 1000, 0, 65535).round().astype(np.uint16))
-        iio.imwrite(folder / f"{t:06d}_color.png", color[t])
-
-
-def inverse_depth_range(inverse: Tensor) -> tuple[float, float]:
-    """The 2 % and 98 % quantiles of inverse depths of any shape (of at most ~100k of them, evenly strided):
-    a colour range that a few extreme pixels do not stretch."""
-    values = inverse.detach().float().flatten().cpu()
-    lo, hi = torch.quantile(values[:: max(1, values.numel() // 100_000)], torch.tensor([0.02, 0.98]))
-    return float(lo), float(hi)
-
-
-def depth_video(predictions: list[tuple[Sequence, Tensor]]) -> Iterator[Tensor]:
-    """Labelled frames of each sequence beside its predicted inverse depth (colour range per sequence, as in
-    :func:`write_depth_maps`), in chunks of (16, H', W', 3) for :func:`runner.visuals.write_video`.
-
-    Args:
-        predictions: each sequence with its predicted depth (T, H, W) [network units].
-    """
-    for seq, depth in predictions:
-        inverse = 1.0 / depth.detach().float().cpu().clamp(min=1e-6)
-        lo, hi = inverse_depth_range(inverse)
-        for t in torch.split(torch.arange(len(seq)), 16):
-            captions = [f"input: {seq.name}, frame {i + 1}/{len(seq)}" for i in t.tolist()]
-            inputs = Panel(captions, seq.frames[t.to(seq.frames.device)].permute(0, 2, 3, 1))
-            yield panel_row([inputs, mapped("prediction: 1/depth (network's scale)", inverse[t], lo, hi)])
 
 
 def _to(seq: Sequence, device) -> Sequence:
