@@ -6,12 +6,13 @@ advances a *schedule position* instead of a bare step counter: after each optimi
 
     position = max(steps taken, floor(elapsed / time_budget * steps)), at most ``steps``
 
-and the run ends when it reaches ``steps``. On a fast machine the step count ends the run, as without a
-budget; on a slower one the position runs ahead of the steps taken, so that every schedule is compressed
-onto the steps the time allows and still completes (the warm-up ends, the coarse phase switches, the
-cosine reaches its floor) when the time is up. This is budgeted training in the sense of Li et al. 2020,
-"Budgeted Training: Rethinking Deep Neural Network Training Under Resource Constraints": schedules follow
-the fraction of the budget spent.
+and the run ends when it reaches ``steps``; the time its closing evaluation, visuals and checkpoint will take
+(as long as they last took) counts as spent, so that the run ends on time with them. On a fast machine the
+step count ends the run, as without a budget; on a slower one the position runs ahead of the steps taken, so
+that every schedule is compressed onto the steps the time allows and still completes (the warm-up ends, the
+coarse phase switches, the cosine reaches its floor) when the time is up. This is budgeted training in the
+sense of Li et al. 2020, "Budgeted Training: Rethinking Deep Neural Network Training Under Resource
+Constraints": schedules follow the fraction of the budget spent.
 """
 
 from __future__ import annotations
@@ -55,11 +56,16 @@ class Budget:
     steps: int
     seconds: float | None = None
 
-    def position(self, steps_taken: int, elapsed_s: float) -> int:
-        """The schedule position after ``steps_taken`` steps and ``elapsed_s`` seconds, in [steps_taken, steps]."""
+    def position(self, steps_taken: int, elapsed_s: float, closing_s: float = 0.0) -> int:
+        """The schedule position after ``steps_taken`` steps and ``elapsed_s`` seconds, in [steps_taken, steps].
+
+        Args:
+            closing_s: what the end of the run will take (its last evaluation, visuals and checkpoint, as long
+                as they took the previous time) [s]: counted as spent, so that the run ends on time with them.
+        """
         if self.seconds is None:
             return min(steps_taken, self.steps)
-        by_time = math.floor(elapsed_s / self.seconds * self.steps)
+        by_time = math.floor((elapsed_s + closing_s) / self.seconds * self.steps)
         return min(max(steps_taken, by_time), self.steps)
 
     def describe(self) -> str:

@@ -198,6 +198,7 @@ class Loop:
         self._terms: dict[str, Tensor] | None = None
         self._total = torch.zeros(())
         self._grad_norm_max: Tensor | None = None  # the largest global gradient norm since the last log
+        self._closing_s = {"evaluate": 0.0, "visuals": 0.0, "checkpoint": 0.0}  # their last durations [s]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -369,7 +370,7 @@ class Loop:
         the previous position. A skipped step leaves the scheduler one behind, as without a time budget."""
         previous = self.step
         self.taken += 1
-        position = self.budget.position(previous + 1, self.wall_time())
+        position = self.budget.position(previous + 1, self.wall_time(), sum(self._closing_s.values()))
         if self.budget.seconds is not None and self.task.world_size > 1:
             position = max_over_ranks(position)  # the ranks draw their batches from the same position
         self.step = position
@@ -423,7 +424,8 @@ class Loop:
                     t_last, taken_last = now, self.taken
                     logged = True
                 if due(s.eval_every) or last:
-                    metrics = self._evaluate(done)
+                    with self._timed("evaluate"):
+                        metrics = self._evaluate(done)
                     logged = True
                     if self.early.update(metrics[task.metric]):
                         log.info(
@@ -437,10 +439,11 @@ class Loop:
                 if logged and not quiet:
                     _report(bar, done, self.total_steps, self.taken, self._total.item(), task.metric, metrics)
                 if due(s.image_every) or last or early_stopped:
-                    with torch.no_grad(), self.evaluated_weights():
+                    with self._timed("visuals"), torch.no_grad(), self.evaluated_weights():
                         task.visuals(self.logger, done)
                 if due(s.checkpoint_every) or last or early_stopped:
-                    self.save()
+                    with self._timed("checkpoint"):
+                        self.save()
                 if stop.signum is not None:
                     self.save()
                     raise Interrupted(stop.signum)
@@ -460,6 +463,13 @@ class Loop:
             early_stopped=early_stopped,
             skipped_steps=self.skipped,
         )
+
+    @contextmanager
+    def _timed(self, part: str) -> Iterator[None]:
+        """Record how long ``part`` of the run's closing (evaluate, visuals, checkpoint) took this time."""
+        t0 = time.perf_counter()
+        yield
+        self._closing_s[part] = time.perf_counter() - t0
 
     def wall_time(self) -> float:
         """Wall time of the whole run so far, resumed segments included [s]."""
