@@ -81,5 +81,5 @@ def test_the_cli_ends_on_time_and_records_the_budget(tmp_path):
     record = json.loads((run / "metrics.json").read_text())
     assert record["status"] == "completed" and record["time_budget_s"] == 3.0
     assert record["schedule_steps"] == 100000 and 0 < record["steps"] < 100000
-    assert record["wall_time_s"] < 3.0 + 2  # the closing evaluation and checkpoint fit in the budget, near enough
+    assert record["wall_time_s"] < 3.0 + 10  # the closing fits in the budget; the artifacts come on top
     assert "whichever comes first" in out.stdout and "the time budget (3 s) allowed" in out.stdout
