@@ -26,7 +26,7 @@ from runner.distributed import (
 )
 from runner.errors import Interrupted, exception_chain, find_cause, find_user_error, first_line
 from runner.logging import NullLogger
-from runner.record import RunRecord, main_metric_value, read_record
+from runner.record import RunRecord, earlier_start, main_metric_value
 
 log = logging.getLogger("dwx")
 
@@ -95,18 +95,6 @@ def hparams_from_overrides(overrides: list[str]) -> dict[str, str | float | int 
             parsed = value
         params[key] = parsed if isinstance(parsed, (int, float, str, bool)) else str(parsed)
     return params
-
-
-def earlier_start(run_dir: Path, overrides: list[str]) -> dict | None:
-    """The record an earlier start of this same sweep job (same overrides) left in ``run_dir``, else None.
-
-    A sweep job that SLURM requeues (pre-emption, or submitit's requeue at the time limit) or that is
-    launched again into the same sweep folder (after Ctrl-C, a dead worker or a lost node) starts in its
-    old folder: :func:`run_job` skips it when that record says ``completed`` and continues from
-    ``checkpoints/last.pt`` when it says ``running`` or ``interrupted``.
-    """
-    data = read_record(run_dir / "metrics.json")
-    return data if data is not None and data.get("overrides") == overrides else None
 
 
 def _stops_the_sweep(launcher: DictConfig) -> bool:

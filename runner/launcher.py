@@ -11,7 +11,7 @@ sweep used to stop there. Here instead:
   during this launch, keeps that result. The others (not started yet, or left ``running`` by the dead worker
   or by loky killing its siblings) run again one after the other, each alone in loky's pool of one worker
   process (joblib itself would run ``n_jobs=1`` in the sweep's own process), so that a second death points
-  at exactly one job. A job that left a checkpoint continues from it (:func:`runner.app.earlier_start`);
+  at exactly one job. A job that left a checkpoint continues from it (:func:`runner.record.earlier_start`);
 * a job whose worker dies while it runs alone is recorded as ``failed`` in its metrics.json, with the
   signal ("the worker process died (signal 9: killed by the OS, e.g. out of memory)"), and returns NaN
   as every failed dwx job of a sweep does: the sweep goes on and ends as it ends with failed jobs.
@@ -42,8 +42,7 @@ from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from runner.app import earlier_start
-from runner.record import RunRecord, main_metric_value, write_json_atomic
+from runner.record import RunRecord, earlier_start, main_metric_value, write_json_atomic
 
 log = logging.getLogger("dwx")
 

@@ -49,6 +49,11 @@ def option_targets(config_dir: Path, group: str) -> dict[str, str]:
 BACKEND_CAPABILITIES = {"renderer": ("draws", "draws"), "physics": ("capabilities", "simulates")}
 
 
+def offers(group: str, backend) -> frozenset[str]:
+    """What a renderer draws or a physics engine simulates, as the backend (class or instance) declares it."""
+    return frozenset(getattr(backend, BACKEND_CAPABILITIES[group][0], ()))
+
+
 def backend_status(group: str, target: str) -> str:
     """What a backend serves, e.g. ``[draws meshes]`` or ``[simulates springs]``, or how to install it when its
     package is missing."""
@@ -59,8 +64,7 @@ def backend_status(group: str, target: str) -> str:
         backend = getattr(importlib.import_module(module), name)
     except ImportError as e:
         return f"[not installed: {str(e).split(': ', 1)[-1]}]" if "pip install" in str(e) else "[not installed]"
-    attribute, verb = BACKEND_CAPABILITIES[group]
-    return f"[{verb} {', '.join(sorted(getattr(backend, attribute, ()))) or 'nothing declared'}]"
+    return f"[{BACKEND_CAPABILITIES[group][1]} {', '.join(sorted(offers(group, backend))) or 'nothing declared'}]"
 
 
 def list_configs(config_dir: Path, only: str | None = None) -> int:
@@ -70,7 +74,8 @@ def list_configs(config_dir: Path, only: str | None = None) -> int:
         print(f"dwx: error: unknown group '{only}'; choose one of: {names}")
         return 2
     for group, title in groups:
-        files = [f for f in sorted((config_dir / group).glob("*.yaml")) if not describe(f).startswith("(internal)")]
+        described = {f: describe(f) for f in sorted((config_dir / group).glob("*.yaml"))}
+        files = [f for f, text in described.items() if not text.startswith("(internal)")]
         print(f"{title} ({group}=<name>):")
         if not files:
             print("  (none yet)")
@@ -78,6 +83,6 @@ def list_configs(config_dir: Path, only: str | None = None) -> int:
         targets = option_targets(config_dir, group) if group in BACKEND_CAPABILITIES else {}
         for f in files:
             status = f" {backend_status(group, targets[f.stem])}" if f.stem in targets else ""
-            print(f"  {f.stem:<{width}}  {describe(f)}{status}")
+            print(f"  {f.stem:<{width}}  {described[f]}{status}")
         print()
     return 0

@@ -154,9 +154,9 @@ class TensorBoardLogger:
     def _chart_against_baselines(self, values) -> None:
         """Once the metrics are known: a chart per metric with a constant baseline (``metric/baseline_<m>``)
         that draws the two as lines side by side (TensorBoard's Custom Scalars tab)."""
-        pairs = [k for k in values if k.startswith("metric/") and f"metric/baseline_{k[7:]}" in values]
         if not any(k.startswith("metric/") for k in values):
             return
+        pairs = [k for k in values if k.startswith("metric/") and f"metric/baseline_{k[7:]}" in values]
         self._charted = True  # add_custom_scalars may be called once per writer
         if pairs:
             charts = {k[7:]: ["Multiline", [k, f"metric/baseline_{k[7:]}"]] for k in pairs}

@@ -371,7 +371,7 @@ class Loop:
         previous = self.step
         self.taken += 1
         position = self.budget.position(previous + 1, self.wall_time(), sum(self._closing_s.values()))
-        if self.budget.seconds is not None and self.task.world_size > 1:
+        if self.budget.seconds is not None:
             position = max_over_ranks(position)  # the ranks draw their batches from the same position
         self.step = position
         if self.scheduler is not None:

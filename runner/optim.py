@@ -45,7 +45,7 @@ def build_optimizer(cfg: DictConfig, named_groups: Mapping[str, list[torch.Tenso
 RUN_LENGTH_KEYS = ("T_max", "total_steps")
 
 
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int | None = None):
+def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int):
     """The learning-rate scheduler, or None for ``scheduler=none``; stepped once per loop step.
 
     Args:
@@ -55,8 +55,6 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_ste
     if cfg is None or cfg.get("_target_") is None:
         return None
     lengths = {k: total_steps for k in RUN_LENGTH_KEYS if k in cfg and cfg.get(k) is None}
-    if lengths and total_steps is None:
-        raise ConfigError(f"scheduler.{next(iter(lengths))} is null (the run's length) but no length was given")
     try:
         return instantiate(cfg, optimizer=optimizer, **lengths)
     except Exception as e:

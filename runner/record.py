@@ -182,3 +182,15 @@ class RunRecord:
         except OSError:
             pass
         self._target = self.path
+
+
+def earlier_start(run_dir: Path, overrides: list[str]) -> dict | None:
+    """The record an earlier start of this same sweep job (same overrides) left in ``run_dir``, else None.
+
+    A sweep job that SLURM requeues (pre-emption, or submitit's requeue at the time limit) or that is
+    launched again into the same sweep folder (after Ctrl-C, a dead worker or a lost node) starts in its
+    old folder: :func:`runner.app.run_job` skips it when that record says ``completed`` and continues from
+    ``checkpoints/last.pt`` when it says ``running`` or ``interrupted``.
+    """
+    data = read_record(run_dir / "metrics.json")
+    return data if data is not None and data.get("overrides") == overrides else None

@@ -204,7 +204,7 @@ def report_main(root: Path, fmt: str) -> int:
         if r.get("status") == "unreadable":
             print(f"dwx: warning: {root / r['run'] / 'metrics.json'} is unreadable: {r['error']}", file=sys.stderr)
     header, rows = build_table(runs)
-    markdown = markdown_report(runs)
+    markdown = markdown_report(runs) if fmt == "markdown" or len(runs) > 1 else None
     print(markdown if fmt == "markdown" else render(header, rows, fmt))
     if len(runs) > 1:
         try:

@@ -179,17 +179,14 @@ def _backend_fits(group: str, node: DictConfig, needs: str, client: str) -> None
     """The backend configured at ``group`` (a renderer or physics engine) must declare ``needs`` among its
     capabilities (``draws`` / ``capabilities``); else one line naming the group's options that do."""
     from runner.cli import CONFIG_DIR
-    from runner.listing import option_targets
-
-    def offers(backend) -> frozenset[str]:
-        return frozenset(getattr(backend, "draws" if group == "renderer" else "capabilities", ()))
+    from runner.listing import offers, option_targets
 
     backend = _located(node.get("_target_"))
-    if backend is None or needs in offers(backend):
+    if backend is None or needs in offers(group, backend):
         return
     options = option_targets(CONFIG_DIR, group)
     chosen = next((name for name, target in options.items() if target == node.get("_target_")), backend.__name__)
-    fitting = [name for name, target in options.items() if needs in offers(_located(target))]
+    fitting = [name for name, target in options.items() if needs in offers(group, _located(target))]
     raise ConfigError(
         f"{group}={chosen} cannot serve {client}, which needs {needs}: choose "
         + (" or ".join(f"{group}={name}" for name in fitting) or f"a {group} with that capability")
