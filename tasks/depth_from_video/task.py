@@ -478,14 +478,9 @@ class DepthFromVideo(Task):
             if seq.depth is None:
                 continue
             for t in range(len(seq)):
-                gt = seq.depth[t]
-                mask = (gt > self.eval_min_depth) & (gt < self.eval_max_depth)
-                if self.garg_crop:
-                    mask = mask & garg_crop_mask(*gt.shape, device=gt.device)
-                if mask.sum() < 10:
-                    continue
-                scaled = align_scale(pred[t], gt, mask, method=self.eval_scaling)
-                yield scaled.clamp(self.eval_min_depth, self.eval_max_depth), gt, mask
+                scaled, mask = self._scaled_to_truth(pred[t], seq.depth[t])
+                if mask.any():  # none: fewer than 10 scored pixels
+                    yield scaled, seq.depth[t], mask
 
     def evaluate(self) -> dict[str, float]:
         """Depth metrics against ground truth (when the test data holds it), ``val_photometric`` (when a

@@ -270,25 +270,26 @@ class FitRecon(_Recon):
         return {**terms, **prior_terms(mesh, w, self.laplacian)}
 
     # ------------------------------------------------------------------ evaluation
-    def render_eval(self, idx: list[int]) -> tuple[Tensor, Tensor]:
-        return render_views(self.gt_renderer, self.current(), self.views.cameras[idx])
+    def render_eval(self, mesh: Meshes, idx: list[int]) -> tuple[Tensor, Tensor]:
+        """(rgb, alpha) of ``mesh`` at views ``idx`` through the hard evaluation renderer."""
+        return render_views(self.gt_renderer, mesh, self.views.cameras[idx])
 
     def evaluate(self) -> dict[str, float]:
-        v = self.views
-        _, alpha = self.render_eval(v.fit)
+        v, mesh = self.views, self.current()
+        _, alpha = self.render_eval(mesh, v.fit)
         out = {"silhouette_iou": metrics.silhouette_iou(alpha, v.mask[v.fit])}
         if v.heldout:
-            _, alpha = self.render_eval(v.heldout)
+            _, alpha = self.render_eval(mesh, v.heldout)
             out["silhouette_iou_heldout"] = metrics.silhouette_iou(alpha, v.mask[v.heldout])
         if v.mesh is not None:
-            out.update(self.mesh_metrics(self.current(), v.mesh, v.voxels))
+            out.update(self.mesh_metrics(mesh, v.mesh, v.voxels))
         return out
 
     def visuals(self, logger: Logger, step: int) -> None:
-        v = self.views
+        v, mesh = self.views, self.current()
         for tag, idx in (("fit", v.fit[:4]), ("heldout", v.heldout[:: max(1, len(v.heldout) // 4)][:4])):
             if idx:
-                rgb, alpha = self.render_eval(idx)
+                rgb, alpha = self.render_eval(mesh, idx)
                 columns = {
                     "target": v.rgb[idx],
                     "target silhouette": v.mask[idx],
@@ -296,7 +297,6 @@ class FitRecon(_Recon):
                     "fitted colours": rgb,
                 }
                 logger.images(f"{tag}/target_vs_silhouette_vs_rgb", labelled_row(columns), step)
-        mesh = self.current()
         logger.mesh("mesh", mesh.verts[0], mesh.faces[0], mesh.verts_colors[0], step)
         logger.video("turntable", self.turntable(mesh), step)
 
@@ -304,9 +304,10 @@ class FitRecon(_Recon):
         """``reconstruction.obj``, its turntable (:meth:`save_mesh`) and ``input_overlay.png`` of (up to 4 of)
         the fitted views."""
         with torch.no_grad():
-            self.save_mesh(self.current(), out_dir, "reconstruction")
+            mesh = self.current()
+            self.save_mesh(mesh, out_dir, "reconstruction")
             idx = self.views.fit[:4]
-            self.save_input_overlay(self.views.rgb[idx], self.render_eval(idx)[1], idx, out_dir)
+            self.save_input_overlay(self.views.rgb[idx], self.render_eval(mesh, idx)[1], idx, out_dir)
 
 
 class LearnRecon(_Recon):
