@@ -12,24 +12,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from runner.logging import colorize, readable_size
-from runner.visuals import Panel, mapped, panel_row
+from runner.logging import readable_size
+from runner.visuals import Panel, mapped, panel_row, to_uint8
 from tasks.depth_from_video.data import Sequence
 
 
-def write_depth_maps(depth: Tensor, folder: Path) -> None:
+def prediction_panel(depth: Tensor) -> Panel:
+    """(T, H, W) predicted depth [network units] -> its inverse colour-mapped on one range for the whole
+    sequence (:func:`inverse_depth_range`; near is red, far is blue), with a colour bar."""
+    inverse = 1.0 / depth.detach().float().cpu().clamp(min=1e-6)
+    return mapped("prediction: 1/depth (network's scale)", inverse, *inverse_depth_range(inverse))
+
+
+def write_depth_maps(depth: Tensor, folder: Path) -> Panel:
     """(T, H, W) depth -> ``folder/<t:06d>.npy`` (float32), ``.png`` (uint16, x1000: data, which looks black in
-    an image viewer) and ``_color.png``: inverse depth colour-mapped on one range for the whole sequence
-    (:func:`inverse_depth_range`; near is red, far is blue), enlarged to be seen
-    (:func:`runner.logging.readable_size`)."""
+    an image viewer) and ``_color.png``: the :func:`prediction_panel` colours, enlarged one frame at a time to be
+    seen (:func:`runner.logging.readable_size`). Returns that panel, for :func:`depth_video`."""
     folder.mkdir(parents=True, exist_ok=True)
-    depth = depth.detach().float().cpu()
-    inverse = 1.0 / depth.clamp(min=1e-6)
-    color = (readable_size(colorize(inverse, *inverse_depth_range(inverse))) * 255).round().to(torch.uint8).numpy()
-    for t, d in enumerate(depth.numpy()):
+    panel = prediction_panel(depth)
+    for t, d in enumerate(depth.detach().float().cpu().numpy()):
         np.save(folder / f"{t:06d}.npy", d.astype(np.float32))
         iio.imwrite(folder / f"{t:06d}.png", np.clip(d * 1000, 0, 65535).round().astype(np.uint16))
-        iio.imwrite(folder / f"{t:06d}_color.png", color[t])
+        iio.imwrite(folder / f"{t:06d}_color.png", to_uint8(readable_size(panel.images[t : t + 1]))[0])
+    return panel
 
 
 def inverse_depth_range(inverse: Tensor) -> tuple[float, float]:
@@ -40,17 +45,15 @@ def inverse_depth_range(inverse: Tensor) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def depth_video(predictions: list[tuple[Sequence, Tensor]]) -> Iterator[Tensor]:
-    """Labelled frames of each sequence beside its predicted inverse depth (colour range per sequence, as in
-    :func:`write_depth_maps`), in chunks of (16, H', W', 3) for :func:`runner.visuals.write_video`.
+def depth_video(predictions: list[tuple[Sequence, Panel]]) -> Iterator[Tensor]:
+    """Labelled frames of each sequence beside its predicted inverse depth, in chunks of (16, H', W', 3) for
+    :func:`runner.visuals.write_video`.
 
     Args:
-        predictions: each sequence with its predicted depth (T, H, W) [network units].
+        predictions: each sequence with its :func:`prediction_panel` (T frames).
     """
-    for seq, depth in predictions:
-        inverse = 1.0 / depth.detach().float().cpu().clamp(min=1e-6)
-        lo, hi = inverse_depth_range(inverse)
+    for seq, panel in predictions:
         for t in torch.split(torch.arange(len(seq)), 16):
             captions = [f"input: {seq.name}, frame {i + 1}/{len(seq)}" for i in t.tolist()]
             inputs = Panel(captions, seq.frames[t.to(seq.frames.device)].permute(0, 2, 3, 1))
-            yield panel_row([inputs, mapped("prediction: 1/depth (network's scale)", inverse[t], lo, hi)])
+            yield panel_row([inputs, Panel(panel.label, panel.images[t], panel.cmap, panel.ticks)])

@@ -28,7 +28,7 @@ from runner.losses.smoothness import edge_aware_smoothness
 from runner.render.base import PRIMITIVES
 from runner.task import Task
 from runner.visuals import Panel, grey, mapped, panel_row, write_video
-from tasks.depth_from_video.artifacts import depth_video, inverse_depth_range, write_depth_maps
+from tasks.depth_from_video.artifacts import depth_video, inverse_depth_range, prediction_panel, write_depth_maps
 from tasks.depth_from_video.data import FramesVideo, Sequence, Splits, resize_frames
 from tasks.depth_from_video.metrics import (
     absolute_trajectory_error,
@@ -605,9 +605,7 @@ class DepthFromVideo(Task):
         self.depth_net.train()
         inputs = Panel("input frame", frames.permute(0, 2, 3, 1))
         if seq.depth is None:
-            inverse = 1 / depth
-            prediction = mapped("prediction: 1/depth (network's scale)", inverse, *inverse_depth_range(inverse))
-            logger.images("test/input|prediction", panel_row([inputs, prediction]), step)
+            logger.images("test/input|prediction", panel_row([inputs, prediction_panel(depth)]), step)
         else:
             panels = self._truth_panels(depth, seq.depth[::every][:4])
             logger.images("test/input|prediction|truth|abs_rel", panel_row([inputs, *panels]), step)
@@ -666,11 +664,9 @@ class DepthFromVideo(Task):
             },
             out_dir / "weights.pt",
         )
-        predictions = self.predictions()
-        for seq, pred in predictions:
-            write_depth_maps(pred, out_dir / "test_depth" / seq.name)
-        gif_every = max(1, math.ceil(sum(len(seq) for seq, _ in predictions) / 150))  # a GIF of <= 150 frames
-        write_video(out_dir / "test_depth", depth_video(predictions), VIDEO_FPS, gif=False, gif_every=gif_every)
+        panels = [(seq, write_depth_maps(pred, out_dir / "test_depth" / seq.name)) for seq, pred in self.predictions()]
+        gif_every = max(1, math.ceil(sum(len(seq) for seq, _ in panels) / 150))  # a GIF of <= 150 frames
+        write_video(out_dir / "test_depth", depth_video(panels), VIDEO_FPS, gif=False, gif_every=gif_every)
         (out_dir / "README.txt").write_text(
             "weights.pt: depth_net and pose_net state dicts (torch.load(..., weights_only=True)).\n"
             "test_depth/<sequence>/<frame>.npy: predicted depth in the network's own (monocular, unknown) scale;\n"
