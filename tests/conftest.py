@@ -48,6 +48,16 @@ def run_dwx(
     return subprocess.run(cmd, cwd=cwd or ROOT, env=env or dwx_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def compose_config(overrides: list[str]):
+    """The config ``dwx run OVERRIDES`` composes (configs/, without a run: no Hydra runtime keys)."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
 def in_ci() -> bool:
     """Whether the ``CI`` environment variable says this is CI (``CI=true``, as CI services and .ci/run set it)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

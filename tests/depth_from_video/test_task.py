@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from runner import visuals
-from runner.cli import CONFIG_DIR
 from runner.errors import ConfigError, InputError, find_user_error
 from runner.geometry.warping import resize_intrinsics
 from runner.logging import NullLogger
 from tasks.depth_from_video.models import disp_to_depth
-from tests.conftest import read_metrics, run_dwx
+from tests.conftest import compose_config, read_metrics, run_dwx
 
 
 @pytest.fixture(autouse=True)
@@ -44,10 +42,8 @@ def tiny_task(frames=12, image_size=(32, 96), **task_keys):
     if "init_disparity" in task_keys:
         overrides.append(f"task.depth_net.init_disparity={_override(task_keys.pop('init_disparity'))}")
     overrides += [f"task.{key}={_override(value)}" for key, value in task_keys.items()]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
     try:
-        return instantiate(cfg.task, _convert_="all")
+        return instantiate(compose_config(overrides).task, _convert_="all")
     except Exception as e:  # Hydra wraps the task's own error; tests expect that one, as the CLI shows it
         raise (find_user_error(e) or e) from None
 

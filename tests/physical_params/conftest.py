@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from runner.cli import CONFIG_DIR
 from runner.logging import NullLogger
 from runner.loop import Loop, LoopSettings, run_length
 from runner.optim import build_optimizer, build_scheduler
+from tests.conftest import compose_config
 
 
 def compose_task(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=["task=physical_params", "loop.progress=off", *overrides])
+    return compose_config(["task=physical_params", "loop.progress=off", *overrides])
 
 
 def fit(overrides: list[str]):

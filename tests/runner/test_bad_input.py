@@ -10,16 +10,14 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from runner.cli import CONFIG_DIR
 from runner.errors import ConfigError, InputError
 from runner.geometry import mesh_io
 from runner.geometry.primitives import icosphere
 from runner.validation import validate
 from tasks.depth_from_video.data import FramesVideo, read_intrinsics
 from tasks.single_view_recon.data import load_mesh
-from tests.conftest import run_dwx
+from tests.conftest import compose_config, run_dwx
 
 INTRINSICS = {"fx": 50.0, "fy": 50.0, "cx": 47.5, "cy": 15.5, "width": 96, "height": 32}
 
@@ -31,10 +29,6 @@ def _one_line_exit_2(out, *fragments: str) -> None:
     assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
     assert all(f in errors[0] for f in fragments), errors[0]
 
-
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 # ============================================================================ config values (validate)
@@ -80,7 +74,7 @@ PHYSICS, RECON, DEPTH = "experiment=physics_tiny", "experiment=recon_tiny_fit", 
 )
 def test_out_of_range_config_values_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
-        validate(_compose(overrides.split()))
+        validate(compose_config(overrides.split()))
 
 
 @pytest.mark.parametrize(

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from runner.cli import CONFIG_DIR
 from runner.listing import describe
 from runner.optim import build_optimizer, build_scheduler
 from runner.validation import validate
-from tests.conftest import FIXTURES, OPTIONAL_CONFIGS
+from tests.conftest import FIXTURES, OPTIONAL_CONFIGS, compose_config
 
 GROUPS = ["task", "renderer", "physics", "data", "optim", "scheduler", "logger", "debug", "experiment",
           "hparams_search"]
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 TOY = [f"hydra.searchpath=[file://{FIXTURES / 'configs'}]", "task=pose_fit"]
 
-
-def _compose(overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 @pytest.mark.parametrize("group, name", OPTIONS, ids=[f"{g}/{n}" for g, n in OPTIONS])
@@ -35,7 +30,7 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
         overrides = ["task=depth_from_video", f"data={name}"]
     if (group, name) == ("logger", "tensorboard"):
         overrides.append(f"logger.log_dir={tmp_path}")
-    cfg = _compose(overrides)
+    cfg = compose_config(overrides)
     validate(cfg)
     param = torch.nn.Parameter(torch.zeros(2))
     if group == "optim":

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 
 from runner.cli import CONFIG_DIR
 from runner.errors import ConfigError
 from runner.listing import option_targets
 from runner.validation import validate
+from tests.conftest import compose_config
 
 RENDERERS = option_targets(CONFIG_DIR, "renderer")
 TASKS = {
@@ -19,15 +19,11 @@ TASKS = {
 }
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
 
 @pytest.mark.parametrize("renderer", sorted(RENDERERS))
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_each_renderer_serves_the_tasks_whose_scenes_it_draws(task, renderer):
-    cfg = _compose([f"task={task}", TASKS[task], f"renderer={renderer}"])
+    cfg = compose_config([f"task={task}", TASKS[task], f"renderer={renderer}"])
     renders = get_class(cfg.task._target_).renders
     if renders in get_class(RENDERERS[renderer]).draws:
         validate(cfg)

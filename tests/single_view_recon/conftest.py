@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from runner.cli import CONFIG_DIR
+from tests.conftest import compose_config
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +14,8 @@ def task(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("DWX_CACHE", str(tmp_path_factory.mktemp("cache")))
     torch.manual_seed(0)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=recon_tiny_learn"])
-    task = instantiate(cfg.task, _convert_="all")  # as `dwx run experiment=recon_tiny_learn` builds it
+    # as `dwx run experiment=recon_tiny_learn` builds it
+    task = instantiate(compose_config(["experiment=recon_tiny_learn"]).task, _convert_="all")
     task.setup(torch.device("cpu"))
     # a few steps so that the decoder's zero-initialised last layer no longer returns the bare template
     opt = torch.optim.Adam(task.parameters(), lr=1e-3)

@@ -5,18 +5,15 @@ from __future__ import annotations
 import imageio.v3 as iio
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from runner import visuals
-from runner.cli import CONFIG_DIR
+from tests.conftest import compose_config
 
 
 def test_fit_saves_a_turntable_video_and_the_input_views_with_the_fitted_outline(tmp_path, monkeypatch):
     monkeypatch.setenv("DWX_CACHE", str(tmp_path / "cache"))
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["task=single_view_recon", "experiment=recon_tiny_fit"])
-    task = instantiate(cfg.task, _convert_="all")
+    task = instantiate(compose_config(["task=single_view_recon", "experiment=recon_tiny_fit"]).task, _convert_="all")
     task.setup(torch.device("cpu"))  # the template sphere is the reconstruction
     task.save(tmp_path)
     for suffix in ("gif", "mp4") if visuals.mp4_available() else ("gif",):
