@@ -30,7 +30,6 @@ def _one_line_exit_2(out, *fragments: str) -> None:
     assert all(f in errors[0] for f in fragments), errors[0]
 
 
-
 # ============================================================================ config values (validate)
 PHYSICS, RECON, DEPTH = "experiment=physics_tiny", "experiment=recon_tiny_fit", "experiment=depth_tiny"
 

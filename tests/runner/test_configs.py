@@ -12,11 +12,20 @@ from runner.optim import build_optimizer, build_scheduler
 from runner.validation import validate
 from tests.conftest import FIXTURES, OPTIONAL_CONFIGS, compose_config
 
-GROUPS = ["task", "renderer", "physics", "data", "optim", "scheduler", "logger", "debug", "experiment",
-          "hparams_search"]
+GROUPS = [
+    "task",
+    "renderer",
+    "physics",
+    "data",
+    "optim",
+    "scheduler",
+    "logger",
+    "debug",
+    "experiment",
+    "hparams_search",
+]
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 TOY = [f"hydra.searchpath=[file://{FIXTURES / 'configs'}]", "task=pose_fit"]
-
 
 
 @pytest.mark.parametrize("group, name", OPTIONS, ids=[f"{g}/{n}" for g, n in OPTIONS])

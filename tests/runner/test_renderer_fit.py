@@ -19,7 +19,6 @@ TASKS = {
 }
 
 
-
 @pytest.mark.parametrize("renderer", sorted(RENDERERS))
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_each_renderer_serves_the_tasks_whose_scenes_it_draws(task, renderer):
