@@ -25,8 +25,7 @@ from hydra.utils import instantiate
 
 from runner.cli import CONFIG_DIR
 from runner.logging import NullLogger
-from runner.loop import Loop, LoopSettings, run_length
-from runner.optim import build_optimizer, build_scheduler
+from runner.loop import Loop
 from tasks.physical_params.metrics import relative_error
 
 SCENES = ("projectile", "push", "bouncing_ball", "sliding_block", "pendulum", "cloth")
@@ -53,11 +52,7 @@ def run(overrides: list[str]):
     started = time.perf_counter()
     task = instantiate(cfg.task, _convert_="all")
     task.setup(torch.device("cpu"))
-    optimizer = build_optimizer(cfg.optim, task.param_groups())
-    settings = LoopSettings.from_config(cfg.loop)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
-    loop = Loop(task, optimizer, scheduler, NullLogger(), settings)
-    metrics = loop.run().metrics
+    metrics = Loop.from_config(cfg, task, NullLogger()).run().metrics
     return task, metrics, time.perf_counter() - started, cfg.loop.steps
 
 

@@ -149,8 +149,7 @@ def run_job(cfg: DictConfig) -> float:
             from hydra.utils import instantiate
 
             from runner.checkpoint import load_checkpoint
-            from runner.loop import Loop, LoopSettings, run_length
-            from runner.optim import build_optimizer, build_scheduler
+            from runner.loop import Loop
             from runner.validation import validate
 
             validate(cfg)
@@ -171,14 +170,10 @@ def run_job(cfg: DictConfig) -> float:
             task = instantiate(cfg.task, _convert_="all")
             logger = instantiate(cfg.logger) if dist_info.is_main else NullLogger()
             task.setup(device)
-            optimizer = build_optimizer(cfg.optim, task.param_groups())
-            check_data_parallel(task, optimizer, dist_info)
-            settings = LoopSettings.from_config(cfg.loop)
-            scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
-            if multirun and settings.progress == "auto":
-                settings = LoopSettings(**{**settings.__dict__, "progress": "lines"})
             checkpoint = run_dir / "checkpoints" / "last.pt" if dist_info.is_main else None
-            loop = Loop(task, optimizer, scheduler, logger, settings, checkpoint)
+            progress = "lines" if multirun and cfg.loop.get("progress", "auto") == "auto" else None
+            loop = Loop.from_config(cfg, task, logger, checkpoint, progress)
+            check_data_parallel(task, loop.optimizer, dist_info)
             _warn_of_a_longer_warm_up(cfg.scheduler, loop.total_steps)
             if resume is not None:
                 loop.load_state_dict(load_checkpoint(resume / "checkpoints" / "last.pt", map_location=device))

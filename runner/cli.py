@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks (same as HYDRA_FULL_ERROR=1)")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{run,list,report,data,predict}")
+    sub = parser.add_subparsers(dest="command")
     sub.add_parser(
         "run", help="run one experiment, or a sweep with -m (Hydra overrides; see dwx run --help)", add_help=False
     )
@@ -76,13 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     p_data.add_argument("action", choices=("export",))
     p_data.add_argument("out", help="folder to write the data set to")
     p_data.add_argument("overrides", nargs="*", help="config overrides, e.g. task=depth_from_video data.seed=1")
-    p_predict = sub.add_parser("predict", help="run a trained depth_from_video model on frames or a video")
-    p_predict.add_argument("run_dir", type=Path, help="the run folder of a finished training run")
-    p_predict.add_argument("input", type=Path, help="a folder of frames or a video file")
-    p_predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
     p_report = sub.add_parser("report", help="table of final metrics of a run, a sweep or all of outputs/")
     p_report.add_argument("path", nargs="?", default="outputs", help="run folder, sweep folder or outputs/")
     p_report.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
+    task_commands = _task_commands(sub)
 
     # `dwx run` passes everything after it to Hydra untouched, so split argv by hand.
     if "run" in argv:
@@ -106,8 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(list_configs(CONFIG_DIR, args.group))
     if args.command == "data":
         sys.exit(_guarded(lambda: _export_data(Path(args.out), args.overrides)))
-    if args.command == "predict":
-        sys.exit(_guarded(lambda: _predict(args.run_dir, args.input, args.out)))
+    if args.command in task_commands:
+        sys.exit(_guarded(lambda: task_commands[args.command](args)))
     if args.command == "report":
         from runner.report import report_main
 
@@ -152,12 +149,12 @@ def _export_data(out: Path, overrides: list[str]) -> int:
     return 0
 
 
-def _predict(run_dir: Path, input_path: Path, out: Path) -> int:
-    from tasks.depth_from_video.predict import predict_video
+def _task_commands(subparsers) -> dict:
+    """``{name: run}`` of the subcommands tasks register under the ``dwx.commands`` entry-point group (e.g.
+    depth_from_video's ``predict``, in pyproject.toml): each entry adds its parser and returns its runner."""
+    from importlib.metadata import entry_points
 
-    n = predict_video(run_dir, input_path, out)
-    print(f"wrote depth for {n} frames to {out}")
-    return 0
+    return {entry.name: entry.load()(subparsers) for entry in entry_points(group="dwx.commands")}
 
 
 def run(args: list[str]) -> int:

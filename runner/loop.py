@@ -201,6 +201,22 @@ class Loop:
         self._closing_s = {"evaluate": 0.0, "visuals": 0.0, "checkpoint": 0.0}  # their last durations [s]
 
     # ------------------------------------------------------------------ state
+
+    @classmethod
+    def from_config(cls, cfg, task: Task, logger: Logger, checkpoint_path: Path | None = None,
+                    progress: str | None = None) -> Loop:
+        """The loop of a composed run config (``cfg.optim``, ``cfg.scheduler``, ``cfg.loop``) for a task that is
+        already set up: its optimiser on ``task.param_groups()``, its scheduler over the run's length, and its
+        settings, with ``progress`` (``auto`` | ``bar`` | ``lines`` | ``off``) replacing ``loop.progress`` when given.
+        """
+        from runner.optim import build_optimizer, build_scheduler
+
+        settings = LoopSettings.from_config(cfg.loop)
+        if progress is not None:
+            settings = LoopSettings(**{**settings.__dict__, "progress": progress})
+        optimizer = build_optimizer(cfg.optim, task.param_groups())
+        scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
+        return cls(task, optimizer, scheduler, logger, settings, checkpoint_path)
     def state_dict(self) -> dict:
         return {
             "step": self.step,

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from runner.logging import NullLogger
+
 # Tests run tiny tensor ops, for which extra threads on a shared 2-core machine only add contention
 # (measured up to 100x slower); subprocesses started by the tests choose their own thread count.
 torch.set_num_threads(1)
@@ -83,3 +85,27 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (it lies beside the checkout in CI)")
     return path
+
+
+class RecordingLogger(NullLogger):
+    """A logger that keeps what a loop or a task logs, for tests to read back.
+
+    Attributes:
+        scalars_at: ``{step: {tag: value}}`` of every scalar logged.
+        images_by_tag, videos_by_tag: the last (N, H, W, 3) images / (T, H, W, 3) frames logged under each tag.
+    """
+
+    def __init__(self):
+        self.scalars_at: dict[int, dict[str, float]] = {}
+        self.images_by_tag: dict[str, torch.Tensor] = {}
+        self.videos_by_tag: dict[str, torch.Tensor] = {}
+
+    def scalars(self, values, step):
+        self.scalars_at.setdefault(step, {}).update(values)
+
+    def images(self, tag, images, step, max_images=4):
+        self.images_by_tag[tag] = images
+
+    def video(self, tag, frames, step, fps=15):
+        self.videos_by_tag[tag] = frames
+

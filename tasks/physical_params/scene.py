@@ -113,7 +113,7 @@ class Scene(ABC):
         if missing:
             raise ConfigError(
                 f"scene.params.{missing[0]}.truth is null: generating a ground truth video needs "
-                "every truth (or give your own video with data.video=PATH)"
+                "every truth (or give your own video with data=scene_video data.path=PATH)"
             )
         return {n: torch.tensor(s.truth, dtype=torch.float32) for n, s in self.specs.items()}
 

@@ -10,7 +10,7 @@ more substeps per frame), rendered ``supersample``² times denser and box-filter
 pixel noise; the estimator simulates with ``physics`` and renders at the video's resolution.
 
 Observations: ``pixels`` (the default), or tracks of the scene's points, ``tracks2d`` (pixel coordinates,
-noise in px) or ``tracks3d`` (world positions, noise in m), or the user's own video (``video``, pixels).
+noise in px) or ``tracks3d`` (world positions, noise in m), or the user's own video (``data=scene_video``, pixels).
 A scene with recorded observations of its own (the real pendulum) uses those.
 
 Optimisation: each parameter has its own group (``optim.groups.<name>.lr``) in a well-conditioned variable
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from torch import Tensor
 
 from runner.errors import ConfigError
 from runner.logging import Logger
+from runner.losses.weights import loss_weights
 from runner.render.base import POINTS
 from runner.task import Task
 from runner.visuals import Panel, panel_row, write_video
@@ -38,7 +39,7 @@ from tasks.physical_params.losses import pyramid_mse, track_mse
 from tasks.physical_params.metrics import parameter_metrics
 from tasks.physical_params.parameters import Estimates
 from tasks.physical_params.scene import OBSERVATIONS, Scene
-from tasks.physical_params.video import read_video
+from tasks.physical_params.video import SceneVideo
 
 
 class PhysicalParams(Task):
@@ -50,12 +51,14 @@ class PhysicalParams(Task):
         truth_physics: the engine that makes the ground truth (same model, finer time step).
         renderer: a differentiable point renderer ``(PointCloud, PinholeCamera) -> Rendered``.
         observe: ``pixels``, ``tracks2d`` or ``tracks3d``.
-        video: a folder of frames or a video file to fit instead of the generated ground truth, or None.
+        data: the user's own video (:class:`SceneVideo`, ``data=scene_video``) to fit instead of the video generated
+            from the scene's true parameters, or None.
         supersample: ground-truth frames are rendered this many times denser per axis, then box-filtered (≥ 1).
         pixel_noise: std of the Gaussian noise added to ground-truth pixels (in [0, 1] units), ≥ 0.
         track_noise: std of the noise added to ground-truth tracks [px for tracks2d, m for tracks3d], ≥ 0.
         pyramid_weights: weight of each level of the pixel loss, finest first (see ``pyramid_mse``).
-        track_weight: weight of the track loss.
+        losses: weight of each loss term, >= 0: ``pixels`` (the pyramid pixel loss, observe=pixels) and ``tracks``
+            (the track loss, observe=tracks2d/tracks3d).
         horizon_start: frames fitted at step 0 (≥ 2), or None to fit the whole video from the start.
         horizon_steps: steps over which the fitted horizon grows linearly to the whole video.
         seed: seeds the noise and the random initial guesses.
@@ -71,13 +74,13 @@ class PhysicalParams(Task):
         physics,
         truth_physics,
         renderer,
+        losses: Mapping[str, float],
         observe: str = "pixels",
-        video: str | None = None,
+        data: SceneVideo | None = None,
         supersample: int = 2,
         pixel_noise: float = 0.02,
         track_noise: float = 0.0,
         pyramid_weights: Sequence[float] = (1.0, 4.0, 16.0, 64.0),
-        track_weight: float = 1.0,
         horizon_start: int | None = 8,
         horizon_steps: int = 40,
         seed: int = 0,
@@ -85,8 +88,13 @@ class PhysicalParams(Task):
         super().__init__(seed)
         if observe not in OBSERVATIONS:
             raise ConfigError(f"task.observe must be one of {', '.join(OBSERVATIONS)}, got {observe!r}")
-        if video is not None and observe != "pixels":
-            raise ConfigError(f"data.video gives pixels; it needs task.observe=pixels, got {observe}")
+        if data is not None and not isinstance(data, SceneVideo):
+            raise ConfigError(
+                f"task=physical_params fits its scene's generated video, or your own with data=scene_video; "
+                f"{type(data).__name__} is another task's data source"
+            )
+        if data is not None and observe != "pixels":
+            raise ConfigError(f"data=scene_video gives pixels; it needs task.observe=pixels, got {observe}")
         if supersample < 1 or pixel_noise < 0 or track_noise < 0:
             raise ConfigError("task.supersample must be >= 1 and task.pixel_noise, task.track_noise >= 0")
         if horizon_start is not None and (horizon_start < 2 or horizon_steps < 1):
@@ -94,9 +102,10 @@ class PhysicalParams(Task):
         scene.check_engine(physics)
         scene.check_engine(truth_physics)
         self.scene, self.physics, self.truth_physics, self.renderer = scene, physics, truth_physics, renderer
-        self.observe, self.video = observe, video
+        self.observe, self.data = observe, data
         self.supersample, self.pixel_noise, self.track_noise = int(supersample), pixel_noise, track_noise
-        self.pyramid_weights, self.track_weight = list(pyramid_weights), track_weight
+        self.pyramid_weights = list(pyramid_weights)
+        self.losses = loss_weights(losses, ("pixels", "tracks"))
         self.horizon_start, self.horizon_steps = horizon_start, int(horizon_steps)
         self.estimates = Estimates(scene.specs, seed)
         self.target: Tensor | None = None  # observations the loss compares with
@@ -111,8 +120,8 @@ class PhysicalParams(Task):
         if recorded is not None:
             self.target = recorded
             return
-        if self.video is not None:
-            self.target = read_video(self.video, self.scene.frames, self.scene.image_size)
+        if self.data is not None:
+            self.target = self.data.frames(self.scene.frames, self.scene.image_size)
             self.target_frames = self.target
             return
         noise = torch.Generator().manual_seed(self.seed + 7919)
@@ -153,8 +162,8 @@ class PhysicalParams(Task):
         # comes after the horizon): its gradient is then zero instead of missing.
         anchor = 0.0 * sum(raw.sum() for raw in self.estimates.raw.values())
         if pred.dim() == 4:  # frames (T, H, W, 3); tracks are (T, P, D)
-            return {"pixels": pyramid_mse(pred, target, self.pyramid_weights) + anchor}
-        return {"tracks": self.track_weight * track_mse(pred, target) + anchor}
+            return {"pixels": self.losses["pixels"] * pyramid_mse(pred, target, self.pyramid_weights) + anchor}
+        return {"tracks": self.losses["tracks"] * track_mse(pred, target) + anchor}
 
     # ------------------------------------------------------------------ results
     def current(self) -> dict[str, float]:
@@ -208,7 +217,7 @@ class PhysicalParams(Task):
         Returns:
             (N, H', W', 3) in [0, 1].
         """
-        observed = "video" if self.video is not None else "truth"
+        observed = "video" if self.data is not None else "truth"
         when = [f", t = {i / self.scene.fps:.2f} s" if times else "" for i in frames.tolist()]
         return panel_row(
             [

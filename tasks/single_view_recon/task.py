@@ -34,6 +34,7 @@ from runner.geometry.primitives import icosphere
 from runner.logging import Logger, enlarge, readable_scale, readable_size
 from runner.losses import mesh_priors
 from runner.losses.silhouette import soft_iou
+from runner.losses.weights import loss_weights
 from runner.render.base import MESHES, Renderer
 from runner.task import Task
 from runner.visuals import Panel, grey, outline, panel_row, to_uint8, write_video
@@ -54,16 +55,6 @@ TURNTABLE_VIEWS = 24
 TURNTABLE_FPS = 12.5
 
 
-def check_weights(weights: dict[str, float], allowed: tuple[str, ...]) -> dict[str, float]:
-    unknown = sorted(set(weights) - set(allowed))
-    if unknown:
-        raise ConfigError(f"task.weights: unknown term(s) {unknown}; the terms are {list(allowed)}")
-    bad = {k: v for k, v in weights.items() if not isinstance(v, (int, float)) or v < 0}
-    if bad:
-        raise ConfigError(f"task.weights must be numbers >= 0, got {bad}")
-    return {k: float(v) for k, v in weights.items()}
-
-
 def prior_terms(mesh: Meshes, weights: dict[str, float], laplacian: str) -> dict[str, Tensor]:
     """Weighted mesh priors of a batch of deformed templates (terms with weight 0 are left out)."""
     fns = {
@@ -72,7 +63,7 @@ def prior_terms(mesh: Meshes, weights: dict[str, float], laplacian: str) -> dict
         "flatten": lambda: mesh_priors.flatten(mesh),
         "normal": lambda: mesh_priors.normal_consistency(mesh),
     }
-    return {k: weights[k] * fns[k]() for k in PRIORS if weights.get(k, 0.0) > 0}
+    return {k: weights[k] * fns[k]() for k in PRIORS if weights[k] > 0}
 
 
 def with_sigma(renderer: Renderer, sigma: float, key: str) -> Renderer:
@@ -190,7 +181,7 @@ class FitRecon(_Recon):
         input: the user's data: ``mesh`` (OBJ/PLY rendered from ``views``), or ``image`` (file or list),
             ``mask`` (file(s) or null for the alpha channel), ``camera`` (YAML/JSON or null for ``views``)
             and ``gt_mesh`` (optional, for the metrics).
-        weights: loss weights: silhouette (soft IoU), rgb (mean absolute error), laplacian, edge,
+        losses: loss weights (term -> weight >= 0): silhouette (soft IoU), rgb (mean absolute error), laplacian, edge,
             flatten, normal.
         views_per_step: fit views rendered per step (a random subset when fewer than the fit views).
         optimize_color: also optimise per-vertex colours (else they stay grey).
@@ -203,12 +194,12 @@ class FitRecon(_Recon):
     """
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict,
-                 fit: list[int], data: dict, input: dict, weights: dict, views_per_step: int = 1,
+                 fit: list[int], data: dict, input: dict, losses: dict, views_per_step: int = 1,
                  optimize_color: bool = True, template_level: int = 3, template_radius: float = 0.4,
                  smoothing: float = 10.0, laplacian: str = "uniform", num_points: int = 10000, seed: int = 0):
         super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
                          num_points, seed)
-        self.weights = check_weights(weights, ("silhouette", "rgb", *PRIORS))
+        self.losses = loss_weights(losses, ("silhouette", "rgb", *PRIORS))
         if views_per_step < 1:
             raise ConfigError(f"task.views_per_step must be >= 1, got {views_per_step}")
         unknown = sorted(set(input) - {"mesh", "image", "mask", "camera", "gt_mesh"})
@@ -263,9 +254,9 @@ class FitRecon(_Recon):
         idx = fit.tolist()
         mesh = self.current()
         out = self.renderer(mesh.extend(len(idx)), self.views.cameras[idx])
-        w = self.weights
-        terms = {"silhouette": w.get("silhouette", 0.0) * soft_iou(out.alpha, self.views.mask[idx])}
-        if w.get("rgb", 0.0) > 0 and self.optimize_color:
+        w = self.losses
+        terms = {"silhouette": w["silhouette"] * soft_iou(out.alpha, self.views.mask[idx])}
+        if w["rgb"] > 0 and self.optimize_color:
             terms["rgb"] = w["rgb"] * (out.rgb - self.views.rgb[idx]).abs().mean()
         return {**terms, **prior_terms(mesh, w, self.laplacian)}
 
@@ -318,7 +309,7 @@ class LearnRecon(_Recon):
         gt_renderer: renders the data set and evaluation silhouettes (hard, supersampled).
         views: :class:`~tasks.single_view_recon.data.ViewConfig` keys of every object's views.
         data: ``categories`` (list), objects per category ``train``, ``val``, ``test``, and ``seed``.
-        weights: loss weights: silhouette (soft IoU, both views), laplacian, edge, flatten, normal.
+        losses: loss weights (term -> weight >= 0): silhouette (soft IoU, both views), laplacian, edge, flatten, normal.
         batch_size: objects per step (each seen from two random views): the global batch of a data-parallel
             run (``torchrun --nproc_per_node=N``), where each process trains on batch_size / N objects and
             the loop averages the gradients; it must then be a multiple of N. Every term of the loss is a
@@ -349,14 +340,14 @@ class LearnRecon(_Recon):
     data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
     def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
-                 weights: dict, batch_size: int = 8, latent: int = 256, sharpen_from: float | None = None,
+                 losses: dict, batch_size: int = 8, latent: int = 256, sharpen_from: float | None = None,
                  sharpen_sigma: float | None = None, refine_steps: int = 0, refine_lr: float = 0.01,
                  refine_sigma: float | None = 1e-4, template_level: int = 3,
                  template_radius: float = 0.4, smoothing: float = 10.0, laplacian: str = "uniform",
                  num_points: int = 2000, seed: int = 0):
         super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
                          num_points, seed)
-        self.weights = check_weights(weights, ("silhouette", *PRIORS))
+        self.losses = loss_weights(losses, ("silhouette", *PRIORS))
         if batch_size < 1:
             raise ConfigError(f"task.batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -432,8 +423,8 @@ class LearnRecon(_Recon):
         """Soft IoU of (N, V, 3) meshes rendered by N cameras against (N, H, W) silhouettes, plus priors."""
         mesh = self.meshes(verts)
         out = renderer(mesh, cameras)
-        return {"silhouette": self.weights.get("silhouette", 0.0) * soft_iou(out.alpha, target),
-                **prior_terms(mesh, self.weights, self.laplacian)}
+        return {"silhouette": self.losses["silhouette"] * soft_iou(out.alpha, target),
+                **prior_terms(mesh, self.losses, self.laplacian)}
 
     def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
         """This rank's share of the step's objects (b,), their input views (b,) and second views (b,).

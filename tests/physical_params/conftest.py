@@ -7,8 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from runner.logging import NullLogger
-from runner.loop import Loop, LoopSettings, run_length
-from runner.optim import build_optimizer, build_scheduler
+from runner.loop import Loop
 from tests.conftest import compose_config
 
 
@@ -23,11 +22,7 @@ def fit(overrides: list[str]):
     torch.set_num_threads(1)  # small tensors: one intra-op thread is fastest
     task = instantiate(cfg.task, _convert_="all")
     task.setup(torch.device("cpu"))
-    optimizer = build_optimizer(cfg.optim, task.param_groups())
-    settings = LoopSettings.from_config(cfg.loop)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, run_length(settings, task))
-    loop = Loop(task, optimizer, scheduler, NullLogger(), settings)
-    return task, loop.run().metrics
+    return task, Loop.from_config(cfg, task, NullLogger()).run().metrics
 
 
 @pytest.fixture

@@ -7,19 +7,8 @@ import torch
 from hydra.utils import instantiate
 
 from runner import visuals
-from runner.logging import NullLogger
+from tests.conftest import RecordingLogger
 from tests.physical_params.conftest import compose_task
-
-
-class RecordingLogger(NullLogger):
-    def __init__(self):
-        self.shapes: dict[str, tuple[int, ...]] = {}
-
-    def images(self, tag, images, step, max_images=4):
-        self.shapes[tag] = tuple(images.shape)
-
-    def video(self, tag, frames, step, fps=15):
-        self.shapes[tag] = tuple(frames.shape)
 
 
 def test_truth_beside_estimate_as_images_gif_and_mp4(tmp_path):
@@ -28,9 +17,9 @@ def test_truth_beside_estimate_as_images_gif_and_mp4(tmp_path):
     logger = RecordingLogger()
     task.visuals(logger, 2)
     # 4 of the 16 frames, each a row of two labelled 32 px frames enlarged 8x
-    rows, height, width, _ = logger.shapes["frames/target|estimate"]
+    rows, height, width, _ = logger.images_by_tag["frames/target|estimate"].shape
     assert rows == 4 and 256 < height < 320 and 2 * 256 < width < 2 * 256 + 40
-    assert logger.shapes["video/target|estimate"][0] == 16
+    assert logger.videos_by_tag["video/target|estimate"].shape[0] == 16
     task.save(tmp_path)
     written = ["estimate.gif", "estimate.mp4"] if visuals.mp4_available() else ["estimate.gif"]
     for name in written:

@@ -48,14 +48,15 @@ def test_cli_run_writes_metrics_params_and_video(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("data.video=/nonexistent/clip.mp4", "data.video=/nonexistent/clip.mp4: no such file or folder"),
+        ("data=scene_video data.path=/nonexistent/clip.mp4", "data.path=/nonexistent/clip.mp4: no such file or folder"),
         ("scene=no_such_scene", "unknown scene 'no_such_scene'"),
         ("physics=pendulum", "cannot serve scene Projectile, which needs rigid_contact: choose physics=rigid"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, override, message):
     out = run_dwx(
-        "run", "task=physical_params", "scene=projectile", override, "logger=none", f"hydra.run.dir={tmp_path / 'run'}"
+        "run", "task=physical_params", "scene=projectile", *override.split(), "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]

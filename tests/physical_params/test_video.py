@@ -62,3 +62,23 @@ def test_bad_videos_raise_input_errors(tmp_path, case, message):
         iio.imwrite(path / "1.png", _frames(1, size=12)[0])
     with pytest.raises(InputError, match=message):
         read_video(path, frames=4, image_size=8)
+
+
+def test_own_video_is_fitted_like_the_generated_one(tmp_path, fit_scene):
+    """data=scene_video: the generated projectile video, written as 8-bit PNGs and read back as the user's own
+    footage, gives the same speed and angle as fitting the generated frames."""
+    import imageio.v3 as iio
+
+    from tests.physical_params.conftest import compose_task
+
+    scene = ["scene=projectile", "scene.image_size=32", "scene.frames=16", "task.pyramid_weights=[1.0,4.0,16.0]",
+             "task.horizon_start=null", "scene.params.speed.init=3.2", "scene.params.angle.init=45", "loop.steps=40",
+             "task.pixel_noise=0", "logger=none"]
+    generated, _ = fit_scene(scene)
+    for k, frame in enumerate(generated.target_frames):
+        iio.imwrite(tmp_path / f"{k:03d}.png", (frame.numpy() * 255).round().astype(np.uint8))
+    own, metrics = fit_scene([*scene, "data=scene_video", f"data.path={tmp_path}"])
+    assert own.target_frames.shape == generated.target_frames.shape
+    assert (own.target_frames - generated.target_frames).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
+    assert metrics["rel_err_speed"] < 0.03 and metrics["rel_err_angle"] < 0.03, metrics
+    assert compose_task(["data=scene_video"]).data.path is None  # the source asks for a path when it is built

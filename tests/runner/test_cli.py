@@ -23,6 +23,22 @@ def test_help_and_list():
     assert "Adam (Kingma & Ba, ICLR 2015)" in out.stdout
 
 
+def test_tasks_register_their_commands_and_the_cli_imports_no_task():
+    """A task's subcommand (depth_from_video's predict) comes from the dwx.commands entry points; building the
+    parser imports only the light registration module, neither a task's code nor torch."""
+    probe = (
+        "import sys\nfrom runner import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tasks.') or m == 'torch'))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=dwx_env())
+    assert out.returncode == 0, out.stderr
+    assert "predict" in out.stdout.split("options:")[0]  # listed among the subcommands
+    assert out.stdout.strip().splitlines()[-1] == "['tasks.depth_from_video', 'tasks.depth_from_video.commands']"
+    out = run_dwx("predict", "--help")
+    assert out.returncode == 0 and "RUN_DIR" in out.stdout.upper() and "--out" in out.stdout
+
+
 def test_run_help_shows_config_groups():
     out = run_dwx("run", "--help")
     assert out.returncode == 0

@@ -10,7 +10,7 @@ from runner.errors import ConfigError, NonFiniteError
 from runner.logging import NullLogger
 from runner.loop import Loop, LoopSettings, run_length
 from runner.optim import build_optimizer, build_scheduler
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RecordingLogger
 from tests.fixtures.pose_task import PointCloudPose
 
 OPTIM = {
@@ -138,14 +138,6 @@ def test_gradient_clipping_bounds_the_update():
     assert moved.item() == pytest.approx(1e-3, rel=1e-4)
 
 
-class RecordingLogger(NullLogger):
-    def __init__(self):
-        self.logged: dict[int, dict[str, float]] = {}
-
-    def scalars(self, values, step):
-        self.logged.setdefault(step, {}).update(values)
-
-
 def test_logged_gradient_norm_is_the_peak_since_the_previous_log():
     loop = make_loop(steps=20, clip_grad_norm=1e-2)
     loop.logger = RecordingLogger()
@@ -155,7 +147,7 @@ def test_logged_gradient_norm_is_the_peak_since_the_previous_log():
     assert len(norms) == 20 and max(norms) > 1e-2  # the norms before clipping, not the clipped 1e-2
     for step in (10, 20):  # log_every 10
         window = torch.stack(norms[step - 10 : step])
-        assert loop.logger.logged[step]["grad/norm_max"] == pytest.approx(window.max().item())
+        assert loop.logger.scalars_at[step]["grad/norm_max"] == pytest.approx(window.max().item())
 
 
 def test_nonfinite_gradient_names_the_group():
