@@ -7,7 +7,8 @@ import torch
 
 from runner.errors import ConfigError
 from runner.render.soft_mesh import SoftMeshRenderer
-from tasks.single_view_recon.task import LearnRecon, with_sigma
+from tasks.single_view_recon.learn import LearnRecon
+from tasks.single_view_recon.task import with_sigma
 
 
 def tiny_untrained(**overrides) -> LearnRecon:
