@@ -88,7 +88,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.steps)
         return
-    from machine import machine_line
+    from machine import machine_line, write_report
 
     machine = machine_line()
     rows = [(label, measure(threads, args.steps, hogs, env)) for label, threads, hogs, env in CASES]
@@ -102,9 +102,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        command = "python benchmarks/contention.py " + " ".join(sys.argv[1:])
-        args.write.write_text(f"{text}\nCommand: `{command}`  \nMachine: {machine}\n")
+        write_report(args.write, text, machine)
 
 
 if __name__ == "__main__":

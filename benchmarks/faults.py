@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import subprocess
@@ -28,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT))
+from tests.conftest import FIXTURES, dwx_env  # noqa: E402  (the tests' environment for a dwx subprocess)
+
 TOY = ["--config-dir", str(FIXTURES / "configs")]
 
 
@@ -41,21 +42,13 @@ class Row:
     nothing_lost: bool
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(ROOT), e.get("PYTHONPATH", "")])
-    e.setdefault("OMP_NUM_THREADS", "1")
-    e.pop("HYDRA_FULL_ERROR", None)
-    return e
-
-
 def dwx(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=env(), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=dwx_env(), capture_output=True,
                           text=True, timeout=timeout)
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=env(),
+    return subprocess.Popen([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, env=dwx_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -320,11 +313,9 @@ def main() -> None:
     text = table(rows, time.perf_counter() - t0)
     print(text)
     if args.write:
-        from machine import machine_line
+        from machine import machine_line, write_report
 
-        command = "python benchmarks/faults.py " + " ".join(sys.argv[1:])
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(f"{text}\nCommand: `{command}`  \nMachine: {machine_line()}\n")
+        write_report(args.write, text, machine_line())
     sys.exit(1 if any(not r.nothing_lost for r in rows) else 0)
 
 

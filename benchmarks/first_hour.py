@@ -75,7 +75,7 @@ def _figure(value) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
-def report(install_s: float, results: list[tuple[str, list[str], dict]], machine: str, work: Path) -> str:
+def report(install_s: float, results: list[tuple[str, list[str], dict]], work: Path) -> str:
     """The markdown: install time, one row per command, then each transcript."""
     lines = [
         f"# A newcomer's first hour ({time.strftime('%Y-%m-%d %H:%M')})",
@@ -95,7 +95,6 @@ def report(install_s: float, results: list[tuple[str, list[str], dict]], machine
     for name, args, r in results:
         transcript = "\n".join(line.replace(str(work), "<tmp>") for line in r["transcript"])
         lines += ["", f"## {name}: `dwx run {' '.join(args)}`", "", "```", transcript, "```"]
-    lines += ["", f"Machine: {machine}"]
     return "\n".join(lines) + "\n"
 
 
@@ -105,7 +104,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from machine import machine_line
+    from machine import machine_line, write_report
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="dwx_first_hour_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -118,12 +117,11 @@ def main() -> None:
             r = run(dwx, cmd, work / "runs" / str(i), work / f"cache{i}", work / "dwx")
             print(f"{name}: {r['wall_s']:.0f} s, exit {r['returncode']}, {r['metric']} {r['value']}", flush=True)
             results.append((name, cmd, r))
-        text = report(install_s, results, machine, work)
+        text = report(install_s, results, work)
         print(text)
+        print(f"Machine: {machine}")
         if args.write:
-            command = "python benchmarks/first_hour.py " + " ".join(sys.argv[1:])
-            args.write.parent.mkdir(parents=True, exist_ok=True)
-            args.write.write_text(text.replace("\nMachine:", f"\nCommand: `{command}`  \nMachine:", 1))
+            write_report(args.write, text, machine)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -7,10 +7,13 @@ so every recorded figure carries this line. The speed is single-thread float32 m
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -47,6 +50,15 @@ def machine_line() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu_model()}, {os.cpu_count()} cores, load {load:.1f}, "
             f"single-thread matmul {matmul_gflops():.1f} GFLOP/s")
+
+
+def write_report(path: Path, text: str, machine: str, note: str = "") -> None:
+    """Write a benchmark's ``text`` to ``path`` (a file under docs/), followed by the date, the command that made it
+    (``python benchmarks/<script> <args>``, plus ``note`` such as its duration) and the ``machine`` line."""
+    command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{text.rstrip()}\n\nDate: {datetime.date.today().isoformat()}  \n"
+                    f"Command: `{command}`{note}  \nMachine: {machine}\n")
 
 
 if __name__ == "__main__":

@@ -377,7 +377,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from machine import machine_line
+    from machine import machine_line, write_report
 
     started = time.strftime("%Y-%m-%d %H:%M")
     machine = machine_line()
@@ -398,11 +398,7 @@ def main() -> None:
     print(text)
     print(f"Machine: {machine}; load at the end {load:.1f}; {minutes:.1f} min")
     if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        command = "python benchmarks/render.py " + " ".join(sys.argv[1:])
-        args.write.write_text(
-            f"{text}\nCommand: `{command}` ({minutes:.1f} min)  \nMachine: {machine}; load at the end {load:.1f}\n"
-        )
+        write_report(args.write, text, f"{machine}; load at the end {load:.1f}", note=f" ({minutes:.1f} min)")
 
 
 if __name__ == "__main__":
