@@ -31,24 +31,6 @@ class Rendered:
     depth: Tensor
 
 
-@dataclass(frozen=True)
-class Fragments:
-    """The per-pixel output of one rasterisation pass: the K nearest faces of each pixel.
-
-    Attributes:
-        pix_to_face: (B, H, W, K) int64 index into the packed faces; -1 where there is no face.
-        bary: (B, H, W, K, 3) barycentric coordinates of the pixel centre in that face (unclipped).
-        zbuf: (B, H, W, K) camera-space z of the face at the pixel [scene units]; -1 where none.
-        dist: (B, H, W, K) signed squared distance in NDC units from the pixel centre to the face's
-            boundary: negative inside the triangle, positive outside.
-    """
-
-    pix_to_face: Tensor
-    bary: Tensor
-    zbuf: Tensor
-    dist: Tensor
-
-
 # What a renderer draws, named by the scene types a task hands it: batched triangle meshes
 # (runner.geometry.meshes.Meshes), point clouds / particles (runner.render.splat.PointCloud), analytic primitives
 # (runner.render.raycast.PrimitiveScene).

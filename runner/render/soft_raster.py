@@ -35,9 +35,9 @@ tested with gradients off, in chunks of about ``max_pairs`` pairs (bounding memo
 is a radix select that sorts only the fragments tied in the depth bin of a pixel's K-th one, and only for
 pixels with more than K candidates. The survivors are evaluated again with autograd on, as separate 1-D
 coordinate tensors (elementwise kernels on those are much faster on a CPU than reductions over short
-trailing axes). The result is a flat list of ``M`` fragments (:class:`SparseFragments`);
-:meth:`SparseFragments.to_fragments` pads it to the ``(B, H, W, K)`` :class:`~runner.render.base.Fragments`
-layout. Depth order and the candidate set are discrete choices with no gradient; ``dist``, ``bary``,
+trailing axes). The result is a flat list of ``M`` fragments (:class:`SparseFragments`), which the
+shader consumes as it is (no padding to PyTorch3D's dense ``(B, H, W, K)`` layout). Depth order and the
+candidate set are discrete choices with no gradient; ``dist``, ``bary``,
 ``bary_clipped`` and ``zbuf`` are differentiable w.r.t. the vertex positions and the camera (``K`` and
 ``cam_from_world``).
 
@@ -58,7 +58,6 @@ from torch import Tensor
 from runner.errors import NonFiniteError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
-from runner.render.base import Fragments
 
 COVERAGE_EPS = 1e-4  # coverage below which a face is not a candidate of a pixel (SoftRas / PyTorch3D)
 # Faces with |twice the signed screen area| <= this [NDC^2] are degenerate and skipped (PyTorch3D's test,
@@ -100,33 +99,6 @@ class SparseFragments:
     def num_pixels(self) -> int:
         """B * H * W."""
         return self.batch_size * self.image_size[0] * self.image_size[1]
-
-    def to_fragments(self, faces_per_pixel: int) -> Fragments:
-        """Pad to the dense ``(B, H, W, K)`` layout, each pixel's faces sorted nearest first.
-
-        Args:
-            faces_per_pixel: K >= 1; a pixel with more fragments keeps its K nearest.
-        Returns:
-            :class:`Fragments` with -1 in ``pix_to_face`` and ``zbuf``, 0 in ``bary`` and -1 in ``dist``
-            where a pixel has fewer than K faces (PyTorch3D's padding).
-        """
-        if faces_per_pixel < 1:
-            raise ValueError(f"faces_per_pixel must be >= 1, got {faces_per_pixel}")
-        K = faces_per_pixel
-        B, (H, W) = self.batch_size, self.image_size
-        order = depth_order(self.pix, self.zbuf.detach())
-        rank = rank_in_pixel(self.pix[order], self.num_pixels)
-        keep = rank < K
-        order, rank = order[keep], rank[keep]
-        slot = self.pix[order] * K + rank
-        n = self.num_pixels * K
-        pix_to_face = torch.full((n,), -1, dtype=torch.int64, device=self.pix.device)
-        pix_to_face[slot] = self.face[order]
-        zbuf = self.zbuf.new_full((n,), -1.0).index_put((slot,), self.zbuf[order])
-        dist = self.dist.new_full((n,), -1.0).index_put((slot,), self.dist[order])
-        bary = self.bary.new_zeros(n, 3).index_put((slot,), self.bary[order])
-        return Fragments(pix_to_face.reshape(B, H, W, K), bary.reshape(B, H, W, K, 3), zbuf.reshape(B, H, W, K),
-                         dist.reshape(B, H, W, K))
 
 
 def depth_order(pix: Tensor, zbuf: Tensor) -> Tensor:

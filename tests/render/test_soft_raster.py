@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
-from runner.render.soft_raster import blur_radius, project_faces, rasterize
+from runner.render.soft_raster import blur_radius, depth_order, project_faces, rank_in_pixel, rasterize
+
+
+def dense_fragments(frags, K: int):
+    """The sparse fragments padded to PyTorch3D's dense (B, H, W, K) layout, each pixel's faces nearest first
+    (-1 in pix_to_face, zbuf and dist, 0 in bary where a pixel has fewer than K): the layout of the naive
+    reference below."""
+    B, (H, W) = frags.batch_size, frags.image_size
+    order = depth_order(frags.pix, frags.zbuf.detach())
+    rank = rank_in_pixel(frags.pix[order], frags.num_pixels)
+    keep = rank < K
+    order, rank = order[keep], rank[keep]
+    slot = frags.pix[order] * K + rank
+    n = frags.num_pixels * K
+    pix_to_face = torch.full((n,), -1, dtype=torch.int64)
+    pix_to_face[slot] = frags.face[order]
+    zbuf = frags.zbuf.new_full((n,), -1.0).index_put((slot,), frags.zbuf[order])
+    dist = frags.dist.new_full((n,), -1.0).index_put((slot,), frags.dist[order])
+    bary = frags.bary.new_zeros(n, 3).index_put((slot,), frags.bary[order])
+    return SimpleNamespace(pix_to_face=pix_to_face.reshape(B, H, W, K), bary=bary.reshape(B, H, W, K, 3),
+                           zbuf=zbuf.reshape(B, H, W, K), dist=dist.reshape(B, H, W, K))
 
 
 def naive_fragments(face_uv, face_z, valid, face_to_image, B, image_size, blur, K, cull_backfaces=False):
@@ -88,7 +109,7 @@ def run_both(meshes, cams, sigma, K, cull=False, max_pairs=2**21):
     uv, z, valid = project_faces(meshes, cams, 0.1)
     blur = blur_radius(sigma)
     sparse = rasterize(uv, z, valid, meshes.face_to_mesh, len(meshes), cams.image_size, blur, K, cull, max_pairs)
-    dense = sparse.to_fragments(K)
+    dense = dense_fragments(sparse, K)
     ref = naive_fragments(uv, z, valid, meshes.face_to_mesh, len(meshes), cams.image_size, blur, K, cull)
     return dense, ref
 
@@ -136,7 +157,7 @@ def test_empty_and_offscreen():
     far = meshes.with_verts([meshes.verts[0].detach() + torch.tensor([100.0, 0.0, 0.0], dtype=torch.float64)])
     uv, z, valid = project_faces(far, cams, 0.1)
     frag = rasterize(uv, z, valid, far.face_to_mesh, 1, cams.image_size, 1e-3, 4)
-    assert frag.pix.numel() == 0 and (frag.to_fragments(4).pix_to_face == -1).all()
+    assert frag.pix.numel() == 0 and (dense_fragments(frag, 4).pix_to_face == -1).all()
 
 
 def test_faces_behind_near_plane_are_culled():
