@@ -69,11 +69,16 @@ def load_run(run_dir: Path):
 def reprojection_error(task, seq, t: int, depth, poses):
     """(1, 1, H, W) minimum over the task's sources of frame t's photometric error at ``depth`` (1, 1, H, W)."""
     target = seq.frames[t : t + 1]
-    return min_reprojection([
-        photometric_error(warp_frame(seq.frames[t + o : t + o + 1], depth, pose, seq.K[None], padding="border")[0],
-                          target, task.ssim_alpha)
-        for o, pose in zip(task.sources, poses)
-    ])
+    return min_reprojection(
+        [
+            photometric_error(
+                warp_frame(seq.frames[t + o : t + o + 1], depth, pose, seq.K[None], padding="border")[0],
+                target,
+                task.objective.ssim_alpha,
+            )
+            for o, pose in zip(task.window.sources, poses)
+        ]
+    )
 
 
 def loss_at_truth(task, sequences: list, edges: tuple[float, ...], every: int = 4) -> list[tuple[float, float]]:
@@ -83,14 +88,15 @@ def loss_at_truth(task, sequences: list, edges: tuple[float, ...], every: int = 
     task.pose_net.eval()
     n = len(edges) - 1
     at_pred, at_truth, counts = torch.zeros(n), torch.zeros(n), torch.zeros(n)
-    first, last = -min(0, *task.sources), max(0, *task.sources)
+    sources = task.window.sources
+    first, last = -min(0, *sources), max(0, *sources)
     for seq in sequences:
         for t in range(first, len(seq) - last, every):
             target, gt = seq.frames[t : t + 1], seq.depth[t][None, None]  # (1, 3, H, W), (1, 1, H, W)
             pred = task.predict_depth(target)[:, None]
-            valid = (gt > task.eval_min_depth) & (gt < task.eval_max_depth)
+            valid = task.eval_protocol.caps.mask(gt)
             truth = gt * pred[valid].median() / gt[valid].median()  # in the network's units
-            poses = task.relative_poses(target, [seq.frames[t + o : t + o + 1] for o in task.sources], task.sources)
+            poses = task.relative_poses(target, [seq.frames[t + o : t + o + 1] for o in sources], sources)
             base = reprojection_error(task, seq, t, pred, poses)
             for b in range(n):
                 band = valid & (gt >= edges[b]) & (gt < edges[b + 1])
@@ -127,7 +133,7 @@ def main() -> None:
         sys.exit(str(e))
     with torch.no_grad():
         for name, sequences in (("test", task.splits.test), ("train", task.splits.train)):
-            frames = list(task.scored_frames(task.predictions(sequences)))
+            frames = list(task.eval_protocol.scored_frames(task.predictions(sequences)))
             if not frames:
                 print(f"[{name}] no frame has ground-truth depth")
                 continue

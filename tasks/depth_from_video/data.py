@@ -64,6 +64,16 @@ class Sequence:
     def __len__(self) -> int:
         return self.frames.shape[0]
 
+    def to(self, device: torch.device) -> Sequence:
+        """The same sequence with every tensor on ``device``."""
+
+        def move(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.to(device)
+
+        return Sequence(
+            self.name, self.frames.to(device), self.K.to(device), move(self.depth), move(self.cam_from_world)
+        )
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -114,8 +124,10 @@ class VideoSource:
         splits = self.load()
         export_splits(splits, out_dir)
         n = sum(len(s) for s in splits.train + splits.test)
-        return (f"wrote {len(splits.train)} training and {len(splits.test)} test sequences ({n} frames) to {out_dir} "
-                f"(and the KITTI raw layout to {Path(out_dir) / 'kitti'})")
+        return (
+            f"wrote {len(splits.train)} training and {len(splits.test)} test sequences ({n} frames) to {out_dir} "
+            f"(and the KITTI raw layout to {Path(out_dir) / 'kitti'})"
+        )
 
 
 # ============================================================================ embedded data
@@ -165,8 +177,13 @@ class StreetVideos(VideoSource):
     def key(self) -> dict:
         """What the videos depend on: the generator's version, the data settings and the renderer's."""
         r = self.renderer
-        drawn_by = {"background": r.background, "ambient": r.ambient, "light_dir": r.light_dir, "shadows": r.shadows,
-                    "supersample": r.supersample}
+        drawn_by = {
+            "background": r.background,
+            "ambient": r.ambient,
+            "light_dir": r.light_dir,
+            "shadows": r.shadows,
+            "supersample": r.supersample,
+        }
         return {"version": STREETS_VERSION, **{k: v for k, v in vars(self).items() if k != "renderer"}, **drawn_by}
 
     def load(self) -> Splits:

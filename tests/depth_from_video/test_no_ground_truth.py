@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from runner.errors import InputError
-from runner.logging import NullLogger
 from tasks.depth_from_video.data import FramesVideo, StreetVideos, export_splits
 from tasks.depth_from_video.models import DepthNet, PoseNet
 from tasks.depth_from_video.task import DepthFromVideo
-from tests.conftest import dwx_env, read_metrics, run_dwx
+from tests.conftest import RecordingLogger, dwx_env, read_metrics, run_dwx
 
 SIZE = (32, 96)
 
@@ -47,28 +46,36 @@ def task_on(data, window=(-2, 0, 2)) -> DepthFromVideo:
 
 def frames_of(video: Path, with_depth: bool = False, test_fraction: float = 0.375) -> FramesVideo:
     """16 frames: 10 for training, 6 held out (two [-2, 0, 2] snippets)."""
-    return FramesVideo(str(video / "frames"), str(video / "intrinsics.json"), image_size=SIZE,
-                       test_fraction=test_fraction, depth_path=str(video / "depth") if with_depth else None)
-
-
-class RecordingLogger(NullLogger):
-    def __init__(self):
-        self.tags: list[str] = []
-
-    def images(self, tag, images, step, max_images=4):
-        self.tags.append(tag)
+    return FramesVideo(
+        str(video / "frames"),
+        str(video / "intrinsics.json"),
+        image_size=SIZE,
+        test_fraction=test_fraction,
+        depth_path=str(video / "depth") if with_depth else None,
+    )
 
 
 @pytest.mark.slow  # a CLI subprocess: ~1 s of training, the rest Python, torch and Hydra starting
 def test_cli_trains_predicts_and_saves_a_video_without_depth(video, tmp_path):
     run_dir = tmp_path / "run"
     out = run_dwx(
-        "run", "task=depth_from_video", "data=frames", f"data.path={video / 'frames'}",
-        f"data.intrinsics={video / 'intrinsics.json'}", f"data.image_size=[{SIZE[0]},{SIZE[1]}]",
-        "data.test_fraction=0.375", "task.depth_net.encoder_channels=[8,16,24,32,48]",
-        "task.depth_net.decoder_channels=[8,8,16,24,32]", "task.pose_net.channels=[8,16,32,32,64]",
-        "task.batch_size=2", "task.scales=[0]", "task.coarse_steps=0", "loop.steps=4", "loop.eval_every=2",
-        "loop.image_every=2", f"hydra.run.dir={run_dir}",
+        "run",
+        "task=depth_from_video",
+        "data=frames",
+        f"data.path={video / 'frames'}",
+        f"data.intrinsics={video / 'intrinsics.json'}",
+        f"data.image_size=[{SIZE[0]},{SIZE[1]}]",
+        "data.test_fraction=0.375",
+        "task.depth_net.encoder_channels=[8,16,24,32,48]",
+        "task.depth_net.decoder_channels=[8,8,16,24,32]",
+        "task.pose_net.channels=[8,16,32,32,64]",
+        "task.batch_size=2",
+        "task.scales=[0]",
+        "task.coarse_steps=0",
+        "loop.steps=4",
+        "loop.eval_every=2",
+        "loop.image_every=2",
+        f"hydra.run.dir={run_dir}",
         env=dwx_env(DWX_CACHE=str(tmp_path / "cache")),
     )
     assert out.returncode == 0, out.stderr
@@ -88,14 +95,16 @@ def test_val_photometric_is_lower_for_the_true_depth_than_for_a_constant_one(vid
     task = task_on(frames_of(video, with_depth=True))
     task.setup(torch.device("cpu"))
     seq = task.splits.test[0]
-    poses = np.loadtxt(video / "poses.txt", dtype=np.float32).reshape(-1, 3, 4)[-len(seq):]  # camera-to-world
+    poses = np.loadtxt(video / "poses.txt", dtype=np.float32).reshape(-1, 3, 4)[-len(seq) :]  # camera-to-world
     world_from_cam = torch.cat([torch.from_numpy(poses), torch.tensor([[[0, 0, 0, 1.0]]]).expand(len(seq), 1, 4)], 1)
-    targets = torch.tensor(task._snippet_targets(seq))
-    src_from_dst = [torch.linalg.inv(world_from_cam[targets + o]) @ world_from_cam[targets] for o in task.sources]
+    targets = torch.tensor(task.window.targets(seq))
+    src_from_dst = [
+        torch.linalg.inv(world_from_cam[targets + o]) @ world_from_cam[targets] for o in task.window.sources
+    ]
     constant = torch.full_like(seq.depth, seq.depth[seq.depth > 0].median().item())
     with torch.no_grad():
-        true = task.snippet_photometric(seq, seq.depth, src_from_dst)
-        wrong = task.snippet_photometric(seq, constant, src_from_dst)
+        true = task.objective.snippet_errors(seq, seq.depth, src_from_dst, task.window)
+        wrong = task.objective.snippet_errors(seq, constant, src_from_dst, task.window)
     assert true.shape == (2,)
     assert (true < 0.8 * wrong).all(), (true, wrong)  # 0.127 / 0.123 vs 0.203 / 0.191
 
@@ -110,7 +119,8 @@ def test_without_depth_the_main_metric_is_val_photometric_and_visuals_skip_the_d
         logger = RecordingLogger()
         task.visuals(logger, 0)
     assert set(metrics) == {"val_photometric", "saturated"} and math.isfinite(metrics["val_photometric"])
-    assert "test/input|prediction" in logger.tags and not any("truth" in t or "abs_rel" in t for t in logger.tags)
+    tags = set(logger.images_by_tag)
+    assert "test/input|prediction" in tags and not any("truth" in t or "abs_rel" in t for t in tags)
     assert task.summary(metrics).startswith(f"val_photometric={metrics['val_photometric']:.4f} (no ground-truth")
 
 

@@ -16,8 +16,9 @@ from runner import visuals
 from runner.errors import ConfigError, InputError, find_user_error
 from runner.geometry.warping import resize_intrinsics
 from runner.logging import NullLogger
+from tasks.depth_from_video.artifacts import truth_panels
 from tasks.depth_from_video.models import disp_to_depth
-from tests.conftest import compose_config, read_metrics, run_dwx
+from tests.conftest import RecordingLogger, compose_config, read_metrics, run_dwx
 
 
 @pytest.fixture(autouse=True)
@@ -36,12 +37,24 @@ def _override(value) -> str:
 
 def tiny_task(frames=12, image_size=(32, 96), **task_keys):
     """The task as `dwx run task=depth_from_video experiment=depth_tiny` builds it, with ``task_keys`` as
-    ``task.<key>=<value>`` overrides (``depth_net.init_disparity`` as ``init_disparity``)."""
-    overrides = ["task=depth_from_video", "experiment=depth_tiny", f"data.frames_per_sequence={frames}",
-                 f"data.image_size={_override(image_size)}"]
+    ``task.<key>=<value>`` overrides (``depth_net.init_disparity`` as ``init_disparity``; a dict value as one
+    ``task.<key>.<name>=<value>`` override per entry, e.g. ``losses={"scale_anchor": 1.0}``)."""
+    overrides = [
+        "task=depth_from_video",
+        "experiment=depth_tiny",
+        f"data.frames_per_sequence={frames}",
+        f"data.image_size={_override(image_size)}",
+    ]
     if "init_disparity" in task_keys:
         overrides.append(f"task.depth_net.init_disparity={_override(task_keys.pop('init_disparity'))}")
-    overrides += [f"task.{key}={_override(value)}" for key, value in task_keys.items()]
+    for key, value in task_keys.items():
+        entries = value.items() if isinstance(value, dict) else [(None, value)]
+        overrides += [f"task.{key}{'' if name is None else '.' + name}={_override(v)}" for name, v in entries]
+    return build(overrides)
+
+
+def build(overrides: list[str]):
+    """The task of the config the Hydra ``overrides`` compose; the task's own error where it refuses them."""
     try:
         return instantiate(compose_config(overrides).task, _convert_="all")
     except Exception as e:  # Hydra wraps the task's own error; tests expect that one, as the CLI shows it
@@ -129,7 +142,7 @@ def test_a_collapsed_coarse_output_is_reported_and_warned(caplog):
 def test_the_scale_anchor_pulls_a_drifted_depth_scale_back_and_nothing_else():
     """Depth and translation scaled together leave the photometric loss unchanged; the anchor term holds
     that common scale at the start's disparity: zero there, positive and pulling back after a drift."""
-    task = tiny_task(scales=(0, 1), init_disparity=0.05, scale_anchor_weight=1.0)
+    task = tiny_task(scales=(0, 1), init_disparity=0.05, losses={"scale_anchor": 1.0})
     task.setup(torch.device("cpu"))
     assert task.loss(0)["scale_anchor"].item() < 0.05  # the heads start at 0.05 (their weights add a spread)
     drifted = math.log(0.05 / 0.95) - 2.0  # every head's logit 2 lower: disparity ~7x smaller, depth ~7x larger
@@ -140,14 +153,6 @@ def test_the_scale_anchor_pulls_a_drifted_depth_scale_back_and_nothing_else():
     terms["scale_anchor"].backward()
     assert all(head.bias.grad.item() < 0 for head in task.depth_net.heads[:2])  # descent raises the disparity
     assert task.depth_net.heads[2].bias.grad is None  # scale 2 is not in the loss
-
-
-class RecordingLogger(NullLogger):
-    def __init__(self):
-        self.images_by_tag: dict[str, torch.Tensor] = {}
-
-    def images(self, tag, images, step, max_images=4):
-        self.images_by_tag[tag] = images
 
 
 def test_visuals_and_artifacts(tmp_path):
@@ -184,7 +189,7 @@ def test_prediction_and_truth_panels_share_one_colour_scale():
     task = tiny_task()
     gt = torch.linspace(2.0, 30.0, 32 * 96).reshape(1, 32, 96)
     gt[0, 0, :10] = 0  # no ground truth there
-    prediction, truth, error = task._truth_panels(3 * gt.clamp(min=1.0), gt)  # right up to the median scale
+    prediction, truth, error = truth_panels(3 * gt.clamp(min=1.0), gt, task.eval_protocol)  # right but for the scale
     valid = gt > 0
     assert torch.allclose(prediction.images[valid], truth.images[valid], atol=1e-5)
     assert prediction.ticks == truth.ticks
@@ -216,9 +221,23 @@ def test_bad_window_is_a_config_error():
     with pytest.raises(ConfigError, match=r"warp_min_depth_ratio must be in \[0, 1\)"):
         tiny_task(warp_min_depth_ratio=1.0)
     with pytest.raises(ConfigError, match="set task.depth_net.init_disparity too"):
-        tiny_task(scale_anchor_weight=0.01)
-    with pytest.raises(ConfigError, match="scale_anchor_weight must be >= 0"):
-        tiny_task(scale_anchor_weight=-1.0, init_disparity=0.05)
+        tiny_task(losses={"scale_anchor": 0.01})
+
+
+def test_loss_weights_name_every_term_and_only_those():
+    terms = r"the terms are \['photometric', 'smoothness', 'scale_anchor'\]"
+    with pytest.raises(ConfigError, match=r"task.losses: unknown term\(s\) \['silhouette'\]; " + terms):
+        build(["task=depth_from_video", "experiment=depth_tiny", "+task.losses.silhouette=1.0"])
+    with pytest.raises(ConfigError, match=r"weights must be numbers >= 0, got \{'scale_anchor': -1.0\}"):
+        tiny_task(losses={"scale_anchor": -1.0}, init_disparity=0.05)
+    assert build(["task=depth_from_video", "experiment=depth_tiny", "~task.losses.scale_anchor"]).objective.weights[
+        "scale_anchor"
+    ] == 0.0  # a term left out weighs 0
+    assert tiny_task(losses={"smoothness": 0.0}).objective.weights == {
+        "photometric": 1.0,
+        "smoothness": 0.0,
+        "scale_anchor": 0.0,
+    }
 
 
 def test_native_scales_compare_downsampled_frames():
@@ -233,17 +252,15 @@ def test_native_scales_compare_downsampled_frames():
     for name, task in (("full", full), ("native", native)):
         task.setup(torch.device("cpu"))
         outputs = []  # the disparities of the last loss() call, keeping their gradients
-        predict = task.predict_disparities
 
-        def predict_and_keep(images, predict=predict, outputs=outputs):
-            outputs[:] = predict(images)
-            for d in outputs:
+        def keep(net, inputs, disparities, outputs=outputs):
+            outputs[:] = disparities
+            for d in disparities:
                 d.retain_grad()
-            return outputs
 
-        task.predict_disparities = predict_and_keep
+        task.depth_net.register_forward_hook(keep)
         for s in (0, 1):
-            task.scales = [s]
+            task.objective.scales = [s]
             loss = task.loss(0)["photometric"]
             loss.backward()
             photometric[name, s] = loss.item()
@@ -261,7 +278,7 @@ def test_coarse_steps_train_on_downsampled_frames_with_matching_intrinsics():
     coarse.setup(torch.device("cpu"))
     flips = []
     for step in (0, 1, 2):
-        (t_f, s_f, K_f, flip_f, _), (t_c, s_c, K_c, flip_c, _) = full._batch(step), coarse._batch(step)
+        (t_f, s_f, K_f, flip_f, _), (t_c, s_c, K_c, flip_c, _) = full.batch(step), coarse.batch(step)
         assert torch.equal(flip_f, flip_c)
         if step < 2:
             flips.append(flip_c)
@@ -283,7 +300,7 @@ def test_evaluation_in_the_coarse_phase_scores_the_network_at_the_coarse_size():
     task = tiny_task(image_size=(64, 192), coarse_steps=2)
     task.setup(torch.device("cpu"))
     frames = task.splits.test[0].frames[:2]
-    task._batch(0)  # the coarse phase
+    task.batch(0)  # the coarse phase
     task.depth_net.eval()
     with torch.no_grad():
         depth = task.predict_depth(frames)
@@ -293,7 +310,7 @@ def test_evaluation_in_the_coarse_phase_scores_the_network_at_the_coarse_size():
         assert torch.allclose(depth, disp_to_depth(upsampled, task.min_depth, task.max_depth)[:, 0])
         metrics = task.evaluate()  # depth, saturation and pose ATE at the coarse size
         task.visuals(NullLogger(), 0)
-        task._batch(2)  # the full-resolution phase
+        task.batch(2)  # the full-resolution phase
         at_full = task.depth_net(frames)[0]
         assert torch.allclose(task.predict_depth(frames), disp_to_depth(at_full, task.min_depth, task.max_depth)[:, 0])
     assert all(math.isfinite(metrics[k]) for k in ("abs_rel", "saturated", "ate"))
@@ -302,16 +319,16 @@ def test_evaluation_in_the_coarse_phase_scores_the_network_at_the_coarse_size():
 def test_a_run_no_longer_than_the_coarse_phase_trains_at_full_size(caplog):
     task = tiny_task(coarse_steps=300)
     task.plan(1000)
-    assert task.coarse_steps == 300
+    assert task.coarse_phase.steps == 300
     task.plan(300)
-    assert task.coarse_steps == 0 and "covers the whole run (300 steps)" in caplog.text
+    assert task.coarse_phase.steps == 0 and "covers the whole run (300 steps)" in caplog.text
 
 
 def test_the_coarse_size_is_the_nearest_one_the_network_stride_takes():
     task = tiny_task(coarse_steps=10)
-    assert task._coarse_size(torch.zeros(1, 3, 64, 192)) == (32, 96)
-    assert task._coarse_size(torch.zeros(1, 3, 96, 320)) == (64, 160)  # 48 rounds up to 64, 160 is 5 x 32
-    assert task._coarse_size(torch.zeros(1, 3, 32, 96)) == (32, 64)  # never below the stride (16 -> 32)
+    assert task.coarse_phase.size(torch.zeros(1, 3, 64, 192)) == (32, 96)
+    assert task.coarse_phase.size(torch.zeros(1, 3, 96, 320)) == (64, 160)  # 48 rounds up to 64, 160 is 5 x 32
+    assert task.coarse_phase.size(torch.zeros(1, 3, 32, 96)) == (32, 64)  # never below the stride (16 -> 32)
     with pytest.raises(ConfigError, match="coarse_factor >= 1"):
         tiny_task(coarse_steps=10, coarse_factor=0.5)
 
@@ -358,17 +375,17 @@ def test_each_rank_trains_on_its_share_of_the_global_batch():
     batch (simulated ranks; the loss and BatchNorm need the process group: tests/sweeps/test_distributed.py)."""
     task = tiny_task()
     task.setup(torch.device("cpu"))
-    step = next(s for s in range(20) if 0 < int(task._batch(s)[3].sum()) < task.batch_size)  # some flipped
-    target, sources, K, flip, g = task._batch(step)
-    whole = [*task._jitter([target, *sources], g), K, flip]
+    step = next(s for s in range(20) if 0 < int(task.batch(s).flip.sum()) < task.batch_size)  # some flipped
+    target, sources, K, flip, g = task.batch(step)
+    whole = [*task.sampler.jitter([target, *sources], g, task), K, flip]
     shares = []
     for rank in range(2):
         task.rank, task.world_size = rank, 2
-        target, sources, K, flip, g = task._batch(step)
+        target, sources, K, flip, g = task.batch(step)
         assert len(target) == task.batch_size // 2
-        shares.append([*task._jitter([target, *sources], g), K, flip])
+        shares.append([*task.sampler.jitter([target, *sources], g, task), K, flip])
     for i, tensor in enumerate(whole):
         torch.testing.assert_close(torch.cat([share[i] for share in shares]), tensor, rtol=1e-6, atol=1e-6)
     task.world_size = 3
     with pytest.raises(ConfigError, match="global batch of 4 does not split evenly over 3 processes"):
-        task._batch(step)
+        task.batch(step)

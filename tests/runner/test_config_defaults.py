@@ -8,6 +8,7 @@ renderer) are settings of the experiment, not defaults, and are left out.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -50,12 +51,14 @@ def _disagreements(path: Path) -> list[str]:
             if isinstance(raw, str) and "${" in raw:  # an interpolation: set by the run, not a default
                 continue
             value = node[name]
-            if isinstance(value, DictConfig) or (
+            if (isinstance(value, DictConfig) and "_target_" in value) or (
                 isinstance(value, ListConfig) and any(isinstance(v, DictConfig) for v in value)
             ):
                 continue  # nested objects (lights) are compared by their own node
-            value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-            if _plain(value) != _plain(parameter.default):
+            if isinstance(value, (DictConfig, ListConfig)):  # plain mappings (task.losses) and lists
+                value = OmegaConf.to_container(value)
+            default = dict(parameter.default) if isinstance(parameter.default, Mapping) else parameter.default
+            if _plain(value) != _plain(default):
                 found.append(f"{where}.{name}: YAML {value!r}, {cls.__name__}() default {parameter.default!r}")
     return found
 
