@@ -20,8 +20,8 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-# configs of optional backends -> the module each needs (its package is an extra, not installed by CI)
-OPTIONAL_CONFIGS = {"physics/warp_springs": "warp"}
+# configs of optional backends -> the module each needs (its package is an extra: CI installs every one)
+OPTIONAL_CONFIGS = {"physics/warp_springs": "warp", "physics/newton": "newton", "renderer/mitsuba": "mitsuba"}
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
