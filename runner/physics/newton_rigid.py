@@ -82,7 +82,7 @@ try:
     import warp as wp
 except ImportError as error:  # an optional backend: say how to get it
     raise ImportError(
-        "runner.physics.newton_rigid needs Newton: pip install newton (the 'newton' extra of dwx)"
+        "runner.physics.newton_rigid needs Newton: pip install -e '.[newton]' (the 'newton' extra of dwx)"
     ) from error
 
 # Warp's start-up banner and per-module load messages are INFO; keep warnings and errors.

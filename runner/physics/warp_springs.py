@@ -24,7 +24,7 @@ from runner.physics.mass_spring import MassSpring, SpringParams
 try:
     import warp as wp
 except ImportError as error:  # an optional backend: say how to get it
-    raise ImportError("runner.physics.warp_springs needs NVIDIA Warp: pip install warp-lang "
+    raise ImportError("runner.physics.warp_springs needs NVIDIA Warp: pip install -e '.[warp]' "
                       "(the 'warp' extra of dwx)") from error
 
 # Warp's start-up banner and per-module load messages are INFO; keep warnings and errors.
