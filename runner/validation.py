@@ -207,6 +207,44 @@ def _backends_fit(cfg: DictConfig) -> None:
             _backend_fits("physics", physics, scene_class.needs, f"scene {scene_class.__name__}")
 
 
+def _settings_of(target) -> set[str] | None:
+    """The keyword arguments the class at ``target`` takes, or None when it takes any (``**kwargs``) or does not
+    import."""
+    import inspect
+
+    backend = _located(target)
+    if backend is None:
+        return None
+    parameters = inspect.signature(backend).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def _backend_keys(cfg: DictConfig, group: str) -> None:
+    """Every key set for the chosen renderer / physics engine is one of its settings: a key of another backend
+    (``renderer.sigma`` of soft_mesh with ``renderer=mitsuba``) or a typo is one line, never silently dropped."""
+    from runner.cli import CONFIG_DIR
+    from runner.listing import option_targets
+
+    node = cfg.get(group)
+    settings = _settings_of(node.get("_target_")) if isinstance(node, DictConfig) else None
+    if settings is None:
+        return
+    unknown = sorted(str(key) for key in node if not str(key).startswith("_") and key not in settings)
+    if not unknown:
+        return
+    key, options = unknown[0], option_targets(CONFIG_DIR, group)
+    chosen = next((name for name, target in options.items() if target == node.get("_target_")), node.get("_target_"))
+    owners = [name for name, target in options.items() if name != chosen and key in (_settings_of(target) or ())]
+    raise ConfigError(
+        f"{group}.{key} is not a setting of {group}={chosen}"
+        + (f" but of {' and '.join(f'{group}={owner}' for owner in owners)}" if owners else "")
+        + f": remove it with ~{group}.{key}"
+        + (f" or choose {group}={owners[0]}" if owners else f" (its settings: {', '.join(sorted(settings))})")
+    )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first out-of-range or mistyped value of the runner's own keys."""
     task = cfg.get("task")
@@ -249,6 +287,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
     _optional_backends(cfg)
     _backends_fit(cfg)
+    for group in ("renderer", "physics"):
+        _backend_keys(cfg, group)
     for node in ("scheduler", "renderer", "task.gt_renderer", "data"):
         _ranges(cfg, node)
     _warm_up_within_the_schedule(cfg)

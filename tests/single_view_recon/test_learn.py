@@ -58,7 +58,7 @@ def test_sharpening_starts_at_its_fraction_of_the_run():
     ({"sharpen_sigma": 1e-4}, "come together"),
     ({"sharpen_from": 1.5, "sharpen_sigma": 1e-4}, "come together"),
     ({"sharpen_from": 0.9, "sharpen_sigma": 0.0}, "sharpen_sigma needs"),
-    ({"refine_sigma": -1.0}, "refine_sigma needs"),
+    ({"refine_sigma": -1.0, "refine_steps": 5}, "refine_sigma needs"),
 ])
 def test_bad_sigma_phases_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
