@@ -139,11 +139,17 @@ def _export_data(out: Path, overrides: list[str]) -> int:
     data = cfg.get("data")
     source = instantiate(data) if isinstance(data, DictConfig) and "_target_" in data else None
     if not callable(getattr(source, "export", None)):
+        from hydra.utils import get_class
+
+        from runner.listing import option_targets
+
         task = str(cfg.task.get("_target_"))
-        sources = ", ".join(sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml")))
+        sources = ", ".join(
+            name for name, target in option_targets(CONFIG_DIR, "data").items() if hasattr(get_class(target), "export")
+        )
         raise ConfigError(
             f"task={task.split('.')[1] if task.startswith('tasks.') else task} has no data set to export: "
-            f"dwx data export writes the videos of task=depth_from_video (data={sources})"
+            f"dwx data export writes the videos of the data sources that have one (data={sources})"
         )
     print(source.export(out))
     return 0

@@ -228,7 +228,7 @@ def test_export_onto_an_existing_file_or_non_empty_folder_is_refused(tmp_path):
 @pytest.mark.parametrize("task", ["physical_params", "single_view_recon"])
 def test_export_of_a_task_without_exportable_data_names_the_task_that_has_it(tmp_path, task):
     out = run_dwx("data", "export", str(tmp_path / "out"), f"task={task}")
-    _one_line_exit_2(out, f"task={task} has no data set to export", "task=depth_from_video (data=frames, kitti")
+    _one_line_exit_2(out, f"task={task} has no data set to export", "(data=frames, kitti, seven_scenes, streets)")
     assert not (tmp_path / "out").exists()
 
 
