@@ -59,7 +59,7 @@ from torch import Tensor
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
 from runner.render.base import MESHES, Rendered
-from runner.render.shading import DirectionalLight
+from runner.render.shading import DirectionalLight, check_mesh_batch, check_surface_settings
 
 try:
     import drjit as dr
@@ -214,22 +214,7 @@ class MitsubaRenderer:
         for name, value, low in (("spp", spp, 1), ("spp_grad", spp_grad, 0), ("spp_edge", spp_edge, 0)):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value}")
-        if not 0 < znear < zfar:
-            raise ValueError(f"need 0 < znear < zfar, got znear={znear}, zfar={zfar}")
-        if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
-            raise ValueError(f"background must be 3 values in [0, 1], got {list(background)}")
-        if shading not in ("phong", "lambert", "unlit", "silhouette"):
-            raise ValueError(f"shading must be phong, lambert, unlit or silhouette, got {shading!r}")
-        for name, rgb in (("ambient", ambient), ("specular", specular)):
-            if len(rgb) != 3 or min(rgb) < 0:
-                raise ValueError(f"{name} must be 3 values >= 0, got {list(rgb)}")
-        if not all(isinstance(light, DirectionalLight) for light in lights):
-            raise ValueError(
-                f"lights must be DirectionalLight objects (in YAML: _target_ nodes with _convert_: object), "
-                f"got {[type(light).__name__ for light in lights]}"
-            )
-        if shininess <= 0:
-            raise ValueError(f"shininess must be > 0, got {shininess}")
+        check_surface_settings(znear, zfar, background, shading, lights, ambient, specular, shininess)
         self.spp, self.spp_grad, self.spp_edge = int(spp), int(spp_grad), int(spp_edge)
         self.seed = int(seed)
         self.cull_backfaces = bool(cull_backfaces)
@@ -425,16 +410,7 @@ class MitsubaRenderer:
 
     @staticmethod
     def _check(meshes: Meshes, cameras: PinholeCamera) -> None:
-        if len(meshes) != cameras.batch_size:
-            raise ValueError(
-                f"{len(meshes)} meshes for {cameras.batch_size} cameras; mesh b is seen by camera b "
-                f"(use meshes.extend(n) to see one mesh from n cameras)"
-            )
-        empty = [b for b, f in enumerate(meshes.faces) if f.shape[0] == 0]
-        if empty:
-            raise ValueError(f"meshes {empty} have no faces; remove them from the batch")
-        if meshes.verts[0].dtype != cameras.K.dtype:
-            raise ValueError(f"mesh dtype {meshes.verts[0].dtype} differs from camera dtype {cameras.K.dtype}")
+        check_mesh_batch(meshes, cameras)
         if meshes.texture is not None:
             raise ValueError("renderer=mitsuba draws vertex colours, not UV textures; use renderer=soft_mesh")
         if bool((cameras.K[:, 0, 1] != 0).any()):

@@ -60,6 +60,39 @@ class DirectionalLight:
         return d @ cameras.cam_from_world[:, :3, :3]  # R^T d, row-vector form
 
 
+def check_surface_settings(znear: float, zfar: float, background: Sequence[float], shading: str,
+                           lights: Sequence[DirectionalLight], ambient: Sequence[float], specular: Sequence[float],
+                           shininess: float) -> None:
+    """Raise a ValueError naming the first bad setting shared by the mesh renderers: the depth range [scene units],
+    the background (RGB in [0, 1]), the shading mode, the lights and the Phong material."""
+    if not 0 < znear < zfar:
+        raise ValueError(f"need 0 < znear < zfar, got znear={znear}, zfar={zfar}")
+    if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
+        raise ValueError(f"background must be 3 values in [0, 1], got {list(background)}")
+    if shading not in ("phong", "lambert", "unlit", "silhouette"):
+        raise ValueError(f"shading must be phong, lambert, unlit or silhouette, got {shading!r}")
+    for name, rgb in (("ambient", ambient), ("specular", specular)):
+        if len(rgb) != 3 or min(rgb) < 0:
+            raise ValueError(f"{name} must be 3 values >= 0, got {list(rgb)}")
+    if not all(isinstance(light, DirectionalLight) for light in lights):
+        raise ValueError(f"lights must be DirectionalLight objects (in YAML: _target_ nodes with _convert_: "
+                         f"object), got {[type(light).__name__ for light in lights]}")
+    if shininess <= 0:
+        raise ValueError(f"shininess must be > 0, got {shininess}")
+
+
+def check_mesh_batch(meshes: Meshes, cameras: PinholeCamera) -> None:
+    """Raise a ValueError unless mesh b is seen by camera b, every mesh has faces and both share a dtype."""
+    if len(meshes) != cameras.batch_size:
+        raise ValueError(f"{len(meshes)} meshes for {cameras.batch_size} cameras; mesh b is seen by camera b "
+                         f"(use meshes.extend(n) to see one mesh from n cameras)")
+    empty = [b for b, f in enumerate(meshes.faces) if f.shape[0] == 0]
+    if empty:
+        raise ValueError(f"meshes {empty} have no faces; remove them from the batch")
+    if meshes.verts[0].dtype != cameras.K.dtype:
+        raise ValueError(f"mesh dtype {meshes.verts[0].dtype} differs from camera dtype {cameras.K.dtype}")
+
+
 def pixel_image(frags: SparseFragments) -> Tensor:
     """(M,) int64 image index b of each fragment."""
     H, W = frags.image_size

@@ -16,7 +16,16 @@ from torch import Tensor
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
 from runner.render.base import MESHES, Rendered, supersample_average
-from runner.render.shading import DirectionalLight, albedo, hard_blend, phong, soft_silhouette, softmax_blend
+from runner.render.shading import (
+    DirectionalLight,
+    albedo,
+    check_mesh_batch,
+    check_surface_settings,
+    hard_blend,
+    phong,
+    soft_silhouette,
+    softmax_blend,
+)
 from runner.render.soft_raster import SparseFragments, blur_radius, project_faces, rasterize
 
 Shading = Literal["phong", "lambert", "unlit", "silhouette"]
@@ -64,20 +73,9 @@ class SoftMeshRenderer:
             raise ValueError(f"faces_per_pixel must be an integer >= 1, got {faces_per_pixel}")
         if int(supersample) != supersample or supersample < 1:
             raise ValueError(f"supersample must be an integer >= 1, got {supersample}")
-        if not 0 < znear < zfar:
-            raise ValueError(f"need 0 < znear < zfar, got znear={znear}, zfar={zfar}")
-        if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
-            raise ValueError(f"background must be 3 values in [0, 1], got {list(background)}")
-        if shading not in ("phong", "lambert", "unlit", "silhouette"):
-            raise ValueError(f"shading must be phong, lambert, unlit or silhouette, got {shading!r}")
-        for name, rgb in (("ambient", ambient), ("specular", specular)):
-            if len(rgb) != 3 or min(rgb) < 0:
-                raise ValueError(f"{name} must be 3 values >= 0, got {list(rgb)}")
-        if not all(isinstance(light, DirectionalLight) for light in lights):
-            raise ValueError(f"lights must be DirectionalLight objects (in YAML: _target_ nodes with _convert_: "
-                             f"object), got {[type(light).__name__ for light in lights]}")
-        if shininess <= 0 or max_pairs < 1:
-            raise ValueError(f"shininess and max_pairs must be > 0, got {shininess}, {max_pairs}")
+        check_surface_settings(znear, zfar, background, shading, lights, ambient, specular, shininess)
+        if max_pairs < 1:
+            raise ValueError(f"max_pairs must be > 0, got {max_pairs}")
         self.sigma = float(sigma)
         self.gamma = float(gamma)
         self.faces_per_pixel = int(faces_per_pixel)
@@ -108,7 +106,7 @@ class SoftMeshRenderer:
             in hard mode the nearest face's depth, 0 where no face is within the blur radius.
             With supersampling, rgb and alpha are block means and depth is the alpha-weighted block mean.
         """
-        self._check(meshes, cameras)
+        check_mesh_batch(meshes, cameras)
         H, W = cameras.image_size
         s = self.supersample
         cams = cameras.resized((H * s, W * s)) if s > 1 else cameras
@@ -126,7 +124,7 @@ class SoftMeshRenderer:
 
     def rasterize(self, meshes: Meshes, cameras: PinholeCamera) -> SparseFragments:
         """The sparse fragments of this renderer's settings at the cameras' own resolution."""
-        self._check(meshes, cameras)
+        check_mesh_batch(meshes, cameras)
         uv, z, valid = project_faces(meshes, cameras, self.znear)
         blur = 0.0 if self.hard else blur_radius(self.sigma)
         K = 1 if self.hard else self.faces_per_pixel
@@ -141,14 +139,3 @@ class SoftMeshRenderer:
             return base
         specular = self.specular if self.shading == "phong" else None
         return phong(meshes, cameras, frags, base, self.lights, self.ambient, specular, self.shininess)
-
-    @staticmethod
-    def _check(meshes: Meshes, cameras: PinholeCamera) -> None:
-        if len(meshes) != cameras.batch_size:
-            raise ValueError(f"{len(meshes)} meshes for {cameras.batch_size} cameras; mesh b is seen by camera b "
-                             f"(use meshes.extend(n) to see one mesh from n cameras)")
-        empty = [b for b, f in enumerate(meshes.faces) if f.shape[0] == 0]
-        if empty:
-            raise ValueError(f"meshes {empty} have no faces; remove them from the batch")
-        if meshes.verts[0].dtype != cameras.K.dtype:
-            raise ValueError(f"mesh dtype {meshes.verts[0].dtype} differs from camera dtype {cameras.K.dtype}")
