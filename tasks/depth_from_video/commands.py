@@ -28,3 +28,26 @@ def predict(subparsers) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return run
+
+
+def export(subparsers) -> Callable[[argparse.Namespace], int]:
+    """``dwx export RUN_DIR --format onnx [--out FILE] [--check FRAMES]``: a trained depth network as a file."""
+    parser = subparsers.add_parser("export", help="write a trained depth_from_video model as ONNX (checked with "
+                                                  "ONNX Runtime)")
+    parser.add_argument("run_dir", type=Path, help="the run folder of a finished training run")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="file format (onnx)")
+    parser.add_argument("--out", type=Path, help="the file to write (default: RUN_DIR/artifacts/depth.onnx)")
+    parser.add_argument("--check", type=Path, help="frames or a video to compare ONNX Runtime with torch on "
+                                                   "(default: a fixed random batch)")
+
+    def run(args: argparse.Namespace) -> int:
+        from tasks.depth_from_video.export import TOLERANCE, export_onnx
+
+        out = args.out or args.run_dir / "artifacts" / "depth.onnx"
+        difference = export_onnx(args.run_dir, out, args.check)
+        print(f"wrote {out}: input image (B, 3, H, W) in [0, 1], output depth (B, 1, H, W); ONNX Runtime agrees "
+              f"with torch to {difference:.1e} (<= {TOLERANCE:g})")
+        return 0
+
+    return run
+

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
+from torch import Tensor, nn
 
 from runner.errors import InputError, first_line
 from tasks.depth_from_video.artifacts import write_depth_maps
@@ -144,23 +144,45 @@ def _show(value: object, limit: int = 80) -> str:
 
 
 
+class DepthModel(nn.Module):
+    """A trained depth network with its depth range: frames in, depth out (what ``dwx predict`` runs and
+    ``dwx export`` writes).
+
+    Args:
+        depth_net: a :class:`~tasks.depth_from_video.models.DepthNet` with its trained weights.
+        min_depth, max_depth: the run's depth range [scene units].
+    """
+
+    def __init__(self, depth_net: nn.Module, min_depth: float, max_depth: float):
+        super().__init__()
+        self.depth_net, self.min_depth, self.max_depth = depth_net, min_depth, max_depth
+
+    def forward(self, image: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1], H and W multiples of the network's stride -> (B, 1, H, W) depth [scene
+        units, the network's monocular scale]."""
+        return disp_to_depth(self.depth_net(image)[0], self.min_depth, self.max_depth)
+
+
+def load_depth_model(run_dir: Path) -> tuple[DepthModel, tuple[int, int]]:
+    """The depth model trained in ``run_dir`` (in eval mode) and the (H, W) it was trained at."""
+    cfg, state = read_run(run_dir)
+    depth_net = build_depth_net(plain(cfg, "task", "depth_net"))
+    try:
+        depth_net.load_state_dict(state["depth_net"])
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {first_line(e)}") from e
+    return DepthModel(depth_net, state["min_depth"], state["max_depth"]).eval(), image_size(cfg)
+
+
 def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 16) -> int:
     """Predict depth for every frame of ``input_path`` with the DepthNet trained in ``run_dir``.
 
     Frames are resized to the training image size; depth maps (in the network's monocular scale) are
     written to ``out_dir`` as .npy and 16-bit PNG (x1000). Returns the number of frames.
     """
-    cfg, state = read_run(run_dir)
-    depth_net = build_depth_net(plain(cfg, "task", "depth_net"))
-    size = image_size(cfg)
-    try:
-        depth_net.load_state_dict(state["depth_net"])
-    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
-        raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {first_line(e)}") from e
-    depth_net.eval()
+    model, size = load_depth_model(run_dir)
     frames, _ = read_frames_at(input_path, size)  # resized as each frame is decoded: memory ~ the training size
     with torch.no_grad():
-        disp = torch.cat([depth_net(chunk)[0] for chunk in torch.split(frames, batch)])
-    depth = disp_to_depth(disp, state["min_depth"], state["max_depth"])[:, 0]
+        depth = torch.cat([model(chunk) for chunk in torch.split(frames, batch)])[:, 0]
     write_depth_maps(depth, out_dir)
     return len(frames)
