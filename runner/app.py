@@ -150,9 +150,9 @@ def run_job(cfg: DictConfig) -> float:
 
             from runner.checkpoint import load_checkpoint
             from runner.loop import Loop
-            from runner.validation import validate
+            from runner.validation import chosen_groups, validate
 
-            validate(cfg)
+            validate(cfg, chosen_groups(overrides))
             device = configure_torch(cfg, threads_per_job(hc.launcher, len(os.sched_getaffinity(0))))
             log.info(
                 "run folder %s; %s, %d torch threads; setting up %s",

@@ -344,7 +344,7 @@ def _validate(args: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from runner.validation import validate
+    from runner.validation import chosen_groups, validate
 
     flags, _, overrides = _split(args)
     overrides = _first_of_sweeps(overrides)
@@ -357,7 +357,7 @@ def _validate(args: list[str]):
             cfg = compose(config_name=config_name, overrides=overrides)
         except HydraException as e:
             raise _explain(e, overrides, config_name) from e
-    validate(cfg)
+    validate(cfg, chosen_groups(overrides))
     return cfg
 
 

@@ -245,8 +245,44 @@ def _backend_keys(cfg: DictConfig, group: str) -> None:
     )
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first out-of-range or mistyped value of the runner's own keys."""
+def _refers_to(node, group: str, skip: str) -> bool:
+    """Whether any value below ``node`` (unresolved), outside the subtree at ``skip``, interpolates ``${group}``
+    or one of its keys."""
+    pattern = re.compile(r"\$\{" + re.escape(group) + r"[.}]")
+    children = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node._iter_ex(False))
+    for key, _ in children:
+        if key == skip and node._get_parent() is None:  # the group's own node, at the root
+            continue
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)):
+            if _refers_to(child, group, skip):
+                return True
+        elif isinstance(child._value(), str) and pattern.search(child._value()):
+            return True
+    return False
+
+
+def chosen_groups(overrides: list[str]) -> set[str]:
+    """The backend and data groups a command line chooses (``physics=rigid``, ``renderer=splat``, ``data=frames``)."""
+    return {o.split("=", 1)[0].lstrip("+") for o in overrides if "=" in o} & {"renderer", "physics", "data"}
+
+
+def _groups_used(cfg: DictConfig, chosen: set[str]) -> None:
+    """A backend or data source the user chose for a task that does not use it (``task=single_view_recon
+    physics=rigid``) is refused, never silently dropped: some part of the config must interpolate ``${renderer}``
+    / ``${physics}`` / ``${data}``. (A task's own default choice that a data source leaves unused, e.g. the
+    streets' ray caster with ``data=seven_scenes``, is not the user's and passes.)"""
+    task = str(cfg.task.get("_target_", "")).split(".")
+    name = task[1] if len(task) > 1 and task[0] == "tasks" else ".".join(task)
+    for group in sorted(chosen):
+        if cfg.get(group) is not None and not _refers_to(cfg, group, skip=group):
+            raise ConfigError(f"task={name} has no use for the {group}= override (nothing in its config refers to "
+                              f"${{{group}}}): remove it")
+
+
+def validate(cfg: DictConfig, chosen: set[str] = frozenset()) -> None:
+    """Raise :class:`ConfigError` for the first out-of-range or mistyped value of the runner's own keys, or a
+    backend / data group in ``chosen`` (:func:`chosen_groups` of the command line) that the task does not use."""
     task = cfg.get("task")
     if task is None or not isinstance(task, DictConfig) or "_target_" not in task:
         # task keys without a task (an experiment or override that sets task.* but selects none)
@@ -285,6 +321,7 @@ def validate(cfg: DictConfig) -> None:
     device = cfg.get("device")
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {device!r}")
+    _groups_used(cfg, chosen)
     _optional_backends(cfg)
     _backends_fit(cfg)
     for group in ("renderer", "physics"):

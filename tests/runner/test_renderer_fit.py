@@ -18,7 +18,7 @@ from runner.errors import ConfigError
 from runner.listing import option_targets
 from runner.logging import NullLogger
 from runner.loop import Loop
-from runner.validation import validate
+from runner.validation import chosen_groups, validate
 from tests.conftest import compose_config, missing_tool
 
 RENDERERS = option_targets(CONFIG_DIR, "renderer")
@@ -93,3 +93,23 @@ def test_a_key_the_chosen_backend_does_not_take_is_refused_by_name(overrides, me
     with pytest.raises(ConfigError) as error:
         validate(compose_config(overrides))
     assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "overrides, group",
+    [
+        (["task=single_view_recon", "physics=rigid"], "physics"),
+        (["task=depth_from_video", "physics=rigid"], "physics"),
+        (["task=single_view_recon", "data=streets"], "data"),
+        (["task=depth_from_video", "data=seven_scenes", "renderer=raycast"], "renderer"),  # the 7-Scenes are read
+    ],
+)
+def test_a_backend_or_data_the_task_does_not_use_is_refused(overrides, group):
+    with pytest.raises(ConfigError) as error:
+        validate(compose_config(overrides), chosen_groups(overrides))
+    task = overrides[0].split("=")[1]
+    assert str(error.value) == (
+        f"task={task} has no use for the {group}= override (nothing in its config refers to ${{{group}}}): remove it"
+    )
+    validate(compose_config(overrides[:-1]), chosen_groups(overrides[:-1]))  # without it: fine
+
