@@ -393,6 +393,9 @@ def _explain(e: Exception, overrides: list[str], config_name: str) -> Exception:
     )
     if m:
         key = m.group(1)
+        if key == "mode":  # the mode group is in the defaults of the tasks that have modes only
+            modes = sorted({f.stem.rsplit("_", 1)[0] for f in (CONFIG_DIR / "task_mode").glob("*.yaml")})
+            return ConfigError(f"this task has no modes: mode=fit|learn works with task={' or task='.join(modes)}")
         if "already at" in text:
             return ConfigError(f"'{key}' already exists: drop the '+' (or use ++{key}=... to force)")
         return ConfigError(

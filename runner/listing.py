@@ -10,7 +10,7 @@ GROUPS = (
     ("physics", "physics engines"),
     ("data", "data sources"),
     ("scene", "physical_params scenes"),
-    ("mode", "single_view_recon modes"),
+    ("mode", "modes of a task (fit: one input's own unknowns | learn: a network)"),
     ("optim", "optimisers"),
     ("scheduler", "LR schedulers"),
     ("experiment", "experiments"),

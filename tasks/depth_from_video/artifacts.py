@@ -4,6 +4,7 @@ predicted depth, and the weights. Used by the task's ``visuals`` and ``save`` an
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from runner.visuals import Panel, grey, mapped, panel_row, to_uint8, write_video
 from tasks.depth_from_video.data import Sequence
 
 if TYPE_CHECKING:  # dwx predict imports this module: it needs neither the loss nor the evaluation
+    from runner.geometry.cameras import PinholeCamera
     from tasks.depth_from_video.evaluation import EvalProtocol
     from tasks.depth_from_video.objective import TrainingViews
 
@@ -140,3 +142,124 @@ def write_run_artifacts(out_dir: Path, weights: dict, predictions: list[tuple[Se
         "test_depth.mp4 (test_depth.gif without imageio-ffmpeg): the test frames beside their predicted inverse\n"
         "depth.\n"
     )
+
+
+def write_fit_artifacts(out_dir: Path, seq: Sequence, depth: Tensor, camera: PinholeCamera, estimated: bool) -> None:
+    """What ``mode=fit`` leaves: ``depth/<sequence>/`` (:func:`write_depth_maps`), ``depth.mp4`` (``.gif`` without
+    ffmpeg), ``trajectory.txt`` (:func:`write_tum_trajectory`), ``intrinsics.json``, ``points.ply``
+    (:func:`write_point_cloud`) and a ``README.txt`` saying what they are.
+
+    Args:
+        seq: the fitted video, frames (T, 3, H, W).
+        depth: (T, H, W) its fitted depth [gauge units].
+        camera: the T fitted cameras: K and ``cam_from_world`` with frame 0 as the world.
+        estimated: the intrinsics were estimated (not given by the data source).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panel = write_depth_maps(depth, out_dir / "depth" / seq.name)
+    write_video(
+        out_dir / "depth",
+        depth_video([(seq, panel)]),
+        VIDEO_FPS,
+        gif=False,
+        gif_every=max(1, math.ceil(len(seq) / 150)),
+    )
+    write_tum_trajectory(out_dir / "trajectory.txt", camera.world_from_cam)
+    K = camera.K[0].tolist()
+    H, W = camera.image_size
+    intrinsics = {
+        "fx": K[0][0],
+        "fy": K[1][1],
+        "cx": K[0][2],
+        "cy": K[1][2],
+        "width": W,
+        "height": H,
+        "estimated": estimated,
+    }
+    (out_dir / "intrinsics.json").write_text(json.dumps(intrinsics, indent=2) + "\n")
+    write_point_cloud(out_dir / "points.ply", seq.frames, depth, camera)
+    (out_dir / "README.txt").write_text(
+        f"depth/{seq.name}/<frame>.npy: fitted depth in the fit's own scale (frame 0's mean log depth is fixed);\n"
+        "<frame>.png: the same as 16-bit PNG in 1/1000 units; <frame>_color.png: inverse depth to look at.\n"
+        "depth.mp4 (depth.gif without imageio-ffmpeg): every frame beside its fitted inverse depth.\n"
+        "trajectory.txt: the camera of every frame in TUM format (timestamp = frame index, tx ty tz qx qy qz qw:\n"
+        "camera-to-world, frame 0 is the world).\n"
+        "intrinsics.json: fx, fy, cx, cy [px] for width x height; estimated: whether the fit estimated them.\n"
+        "points.ply: every frame's pixels back-projected into frame 0's camera, coloured (MeshLab, CloudCompare).\n"
+    )
+
+
+def write_tum_trajectory(path: Path, world_from_cam: Tensor) -> None:
+    """(T, 4, 4) camera-to-world poses -> ``path`` in TUM format, one line per frame: ``t tx ty tz qx qy qz qw`` with
+    the frame index as the timestamp."""
+    M = world_from_cam.detach().double().cpu()
+    q = rotation_to_quaternion(M[:, :3, :3])
+    lines = [
+        " ".join([str(t), *(f"{v:.9f}" for v in (*M[t, :3, 3].tolist(), *q[t, 1:].tolist(), q[t, 0].item()))])
+        for t in range(len(M))
+    ]
+    path.write_text("# timestamp tx ty tz qx qy qz qw\n" + "\n".join(lines) + "\n")
+
+
+def rotation_to_quaternion(R: Tensor) -> Tensor:
+    """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions (w, x, y, z) with w >= 0 (Shepperd's method: each from
+    its largest diagonal term, stable near 180 degrees)."""
+    m = R
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    candidates = torch.stack(
+        [
+            torch.stack([1 + trace, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
+            torch.stack(
+                [m[:, 2, 1] - m[:, 1, 2], 1 + 2 * m[:, 0, 0] - trace, m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0]],
+                -1,
+            ),
+            torch.stack(
+                [m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 + 2 * m[:, 1, 1] - trace, m[:, 1, 2] + m[:, 2, 1]],
+                -1,
+            ),
+            torch.stack(
+                [m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], 1 + 2 * m[:, 2, 2] - trace],
+                -1,
+            ),
+        ],
+        1,
+    )  # (N, 4 candidates, 4): candidate k is 4 q_k q
+    best = torch.stack([trace, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1).argmax(-1)
+    q = candidates[torch.arange(len(m)), best]
+    q = q / q.norm(dim=-1, keepdim=True)
+    return q * torch.where(q[:, :1] < 0, -1.0, 1.0)
+
+
+def write_point_cloud(
+    path: Path, frames: Tensor, depth: Tensor, camera: PinholeCamera, max_points: int = 500_000
+) -> None:
+    """Every frame's pixels back-projected with their depth into the world (frame 0's camera), coloured by the frame,
+    as a binary little-endian PLY of at most ``max_points`` points (every k-th frame when more).
+
+    Args:
+        frames: (T, 3, H, W) RGB in [0, 1].
+        depth: (T, H, W) depth in ``camera``'s units.
+        camera: the T cameras (K, ``cam_from_world``).
+    """
+    T, _, H, W = frames.shape
+    every = max(1, math.ceil(T * H * W / max_points))
+    v, u = torch.meshgrid(torch.arange(H, dtype=depth.dtype), torch.arange(W, dtype=depth.dtype), indexing="ij")
+    pix = torch.stack([u, v], -1).reshape(1, H * W, 2).to(depth.device)
+    points, colours = [], []
+    for t in range(0, T, every):
+        points.append(camera[t : t + 1].unproject(pix, depth[t].reshape(1, H * W))[0])
+        colours.append(frames[t].reshape(3, H * W).T)
+    xyz = torch.cat(points).detach().float().cpu().numpy()
+    rgb = (torch.cat(colours).detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    vertex = np.empty(
+        len(xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    )
+    vertex["x"], vertex["y"], vertex["z"] = xyz.T
+    vertex["red"], vertex["green"], vertex["blue"] = rgb.T
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertex)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    path.write_bytes(header.encode("ascii") + vertex.tobytes())

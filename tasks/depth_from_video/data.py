@@ -348,11 +348,13 @@ def _video_frames(path: Path, stride: int):
 
 
 class FramesVideo(VideoSource):
-    """The user's own video: a folder of frames or a video file, with intrinsics.
+    """The user's own video: a folder of frames or a video file, with intrinsics when they are known.
 
     Args:
         path: folder of frames (sorted by name) or a video file.
-        intrinsics: YAML/JSON file with fx, fy, cx, cy [px], width, height.
+        intrinsics: YAML/JSON file with fx, fy, cx, cy [px], width, height; None: unknown, guessed from ``fov``
+            (``mode=fit`` estimates them; ``mode=learn`` needs them).
+        fov: the horizontal field of view of the guess without ``intrinsics`` [deg], in (0, 180).
         image_size: (H, W) the frames are resized to, each as it is decoded (intrinsics rescaled to match).
         test_fraction: the last fraction of the frames is held out for evaluation and prediction.
         depth_path: optional folder of ground-truth depth maps (16-bit PNG in mm or .npy in m, sorted by
@@ -362,28 +364,39 @@ class FramesVideo(VideoSource):
         frame_stride: use every k-th frame (more parallax for slow cameras).
 
     The sequences carry no ground-truth poses (no ATE).
+
+    Attributes:
+        intrinsics_known: ``intrinsics`` was given.
     """
 
     def __init__(
         self,
         path: str,
-        intrinsics: str,
+        intrinsics: str | None = None,
         image_size: tuple[int, int] = (96, 320),
         test_fraction: float = 0.2,
         depth_path: str | None = None,
         frame_stride: int = 1,
+        fov: float = 60.0,
     ):
-        if path is None or intrinsics is None:
-            raise ConfigError("data=frames needs data.path=<folder or video> and data.intrinsics=<yaml/json>")
+        if path is None:
+            raise ConfigError("data=frames needs data.path=<folder or video>")
         if not 0 <= test_fraction < 1:
             raise ConfigError(f"data.test_fraction must be in [0, 1), got {test_fraction}")
+        if not 0 < fov < 180:
+            raise ConfigError(f"data.fov must be in (0, 180) degrees, got {fov}")
         self.path, self.intrinsics, self.depth_path = path, intrinsics, depth_path
         self.image_size = tuple(int(s) for s in image_size)
-        self.test_fraction, self.frame_stride = float(test_fraction), int(frame_stride)
-        self.K, self.k_size = read_intrinsics(intrinsics)  # checked here, before any frame is decoded
+        self.test_fraction, self.frame_stride, self.fov = float(test_fraction), int(frame_stride), float(fov)
+        self.intrinsics_known = intrinsics is not None
+        if self.intrinsics_known:
+            self.K, self.k_size = read_intrinsics(intrinsics)  # checked here, before any frame is decoded
 
     def load(self) -> Splits:
         frames, (h, w) = read_frames_at(self.path, self.image_size, self.frame_stride)
+        if not self.intrinsics_known:
+            f = 0.5 * w / math.tan(math.radians(self.fov) / 2)
+            self.K, self.k_size = PinholeCamera.intrinsics(f, f, (w - 1) / 2, (h - 1) / 2)[0], (h, w)
         K, k_size = self.K, self.k_size
         if (h, w) != k_size:
             if abs(h / w - k_size[0] / k_size[1]) > 0.01:

@@ -139,6 +139,10 @@ class DepthFromVideo(Task):
             raise ConfigError(f"need 0 < task.min_depth < task.max_depth, got {min_depth}, {max_depth}")
         if translation_scale <= 0:
             raise ConfigError(f"task.translation_scale must be > 0, got {translation_scale}")
+        if not getattr(data, "intrinsics_known", True):
+            raise ConfigError(
+                "mode=learn needs the camera's intrinsics: give data.intrinsics=<yaml/json> (mode=fit estimates them)"
+            )
         self.data = data
         self.depth_net, self.pose_net = depth_net, pose_net
         self.batch_size = int(batch_size)

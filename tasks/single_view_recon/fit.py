@@ -1,7 +1,16 @@
-"""single_view_recon ``mode=fit``: deform the template to match the silhouettes and colours of given view(s)."""
+"""single_view_recon ``mode=fit``: deform the template to match the silhouettes and colours of given view(s).
+
+Coarse to fine, with no per-object setting: the renderer's blur ``sigma`` starts wide (1 pixel^2: gradients
+reach silhouette parts far from the sphere, such as legs and wings) and narrows geometrically to a sharp 0.01
+pixel^2, at which the hard silhouette of the mesh matches its soft one (a soft silhouette fitted at a wider blur
+spreads over the mesh's outline, so its hard silhouette is eroded). Optionally (``subdivide_at``) the template
+is subdivided 1-to-4 during the run (:mod:`~.remesh`).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
 import torch
@@ -21,8 +30,12 @@ from tasks.single_view_recon.data import (
     mesh_views,
     render_views,
 )
-from tasks.single_view_recon.models import deform
-from tasks.single_view_recon.task import PRIORS, ReconTask, labelled_row, prior_terms
+from tasks.single_view_recon.models import deform, smoothing_operator
+from tasks.single_view_recon.remesh import icosphere_faces, level_size, subdivide
+from tasks.single_view_recon.task import PRIORS, ReconTask, labelled_row, prior_terms, with_sigma
+
+MAX_LEVEL = 4  # finest template level (2562 vertices): the dense smoothing operator is V x V
+log = logging.getLogger(__name__)
 
 
 class FitRecon(ReconTask):
@@ -42,20 +55,72 @@ class FitRecon(ReconTask):
             flatten, normal.
         views_per_step: fit views rendered per step (a random subset when fewer than the fit views).
         optimize_color: also optimise per-vertex colours (else they stay grey).
-        template_level: icosphere subdivision level (3: 642 vertices).
+        template_level: icosphere subdivision level at the start (3: 642 vertices).
+        subdivide_at: fractions of the run, in (0, 1), at each of which the template is subdivided 1-to-4 (its
+            shape kept, the smooth parametrisation rebuilt); ``template_level + len(subdivide_at) <= 4``.
+        blur_start: renderer ``sigma`` at the first step [pixel^2, converted to the renderer's NDC^2 at the view
+            size], narrowed geometrically to ``blur_end`` by ``blur_until``: a wide blur first reaches far
+            silhouette parts, a sharp one last makes the hard silhouette match (the soft one at a wider blur grows
+            over its mesh's outline); null = the renderer's ``sigma`` throughout (also without a ``sigma``).
+        blur_end: renderer ``sigma`` from ``blur_until`` on [pixel^2].
+        blur_until: fraction of the run, in (0, 1], at which the blur reaches ``blur_end``.
         template_radius: radius of the initial sphere [scene units].
-        smoothing: lambda of the ``(I + lambda L)^-1`` offset parametrisation (Nicolet et al. 2021); 0 = raw.
+        smoothing: lambda of the ``(I + lambda L)^-1`` offset parametrisation (Nicolet et al. 2021); 0 = raw
+            per-vertex offsets (one view asks for detail, such as thin parts, rather than volume).
         laplacian: ``uniform`` or ``cotangent`` Laplacian smoothing.
         num_points: points sampled on each surface for chamfer and F-score.
         seed: seed of the random view subsets and point samples.
     """
 
-    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict,
-                 fit: list[int], data: dict, input: dict, losses: dict, views_per_step: int = 1,
-                 optimize_color: bool = True, template_level: int = 3, template_radius: float = 0.4,
-                 smoothing: float = 10.0, laplacian: str = "uniform", num_points: int = 10000, seed: int = 0):
-        super().__init__(renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian,
-                         num_points, seed)
+    def __init__(
+        self,
+        renderer: Renderer,
+        gt_renderer: Renderer,
+        views: dict,
+        fit: list[int],
+        data: dict,
+        input: dict,
+        losses: dict,
+        views_per_step: int = 1,
+        optimize_color: bool = True,
+        template_level: int = 3,
+        template_radius: float = 0.4,
+        smoothing: float = 0.0,
+        laplacian: str = "uniform",
+        num_points: int = 10000,
+        seed: int = 0,
+        subdivide_at: list[float] = (),
+        blur_start: float | None = 1.0,
+        blur_end: float = 0.01,
+        blur_until: float = 0.7,
+    ):
+        super().__init__(
+            renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian, num_points, seed
+        )
+        self.subdivide_at = sorted(float(f) for f in subdivide_at)
+        if any(not 0 < f < 1 for f in self.subdivide_at):
+            raise ConfigError(f"task.subdivide_at must list fractions of the run in (0, 1), got {list(subdivide_at)}")
+        if template_level + len(self.subdivide_at) > MAX_LEVEL:
+            raise ConfigError(
+                f"task.template_level + len(task.subdivide_at) must be <= {MAX_LEVEL} "
+                f"({level_size(MAX_LEVEL)} vertices), got {template_level} + {len(self.subdivide_at)}"
+            )
+        if blur_start is not None and not (
+            0 < blur_start < math.inf and 0 < blur_end < math.inf and 0 < blur_until <= 1
+        ):
+            raise ConfigError(
+                f"task.blur_start and task.blur_end must be > 0 and task.blur_until in (0, 1], got "
+                f"{blur_start}, {blur_end} and {blur_until}"
+            )
+        if blur_start is not None and not hasattr(renderer, "sigma"):
+            log.warning("task.blur_start is ignored: renderer %s has no sigma", type(renderer).__name__)
+            blur_start = None
+        pixel = 2.0 / self.view_config.image_size  # NDC units per pixel (the shorter side spans 2)
+        self.sigma_start = None if blur_start is None else blur_start * pixel**2
+        self.sigma_end, self.blur_until = blur_end * pixel**2, float(blur_until)
+        self.smoothing, self.start_level = smoothing, template_level
+        self.subdivide_steps: list[int] = []
+        self.total_steps = 1
         self.losses = loss_weights(losses, ("silhouette", "rgb", *PRIORS))
         if views_per_step < 1:
             raise ConfigError(f"task.views_per_step must be >= 1, got {views_per_step}")
@@ -69,12 +134,19 @@ class FitRecon(ReconTask):
         self.optimize_color = optimize_color
         if input.get("image") and not input.get("gt_mesh"):
             self.metric = "silhouette_iou"  # nothing to compare a 3D shape with
-        V = self.template_verts.shape[0]
+        # Parameters are sized for the finest level; level l uses their first V_l rows (remesh.py).
+        V = level_size(template_level + len(self.subdivide_at))
         self.offsets = nn.Parameter(torch.zeros(1, V, 3))
         self.log_scale = nn.Parameter(torch.zeros(1, 3))
         self.translation = nn.Parameter(torch.zeros(1, 3))
         self.color_logits = nn.Parameter(torch.zeros(1, V, 3), requires_grad=optimize_color)
+        base = torch.zeros(V, 3)
+        base[: self.template_verts.shape[0]] = self.template_verts
+        self.register_buffer("base", base)  # (V, 3) undeformed vertices of the current level (first V_l rows)
+        self.register_buffer("level", torch.tensor(template_level))  # current template level
+        self.built_level = template_level  # the level the template, faces and smoothing operator were built for
         self.views: Views | None = None
+        self.baseline: dict[str, float] = {}
 
     # ------------------------------------------------------------------ data
     def load_views(self) -> Views:
@@ -86,31 +158,84 @@ class FitRecon(ReconTask):
             return image_views(images, masks, inp.get("camera"), v, inp.get("gt_mesh"))
         if inp.get("mesh"):
             return mesh_views(self.gt_renderer, v, self.fit_views, inp["mesh"])
-        return embedded_views(self.gt_renderer, v, self.fit_views,
-                              self.data_config["category"], int(self.data_config["seed"]))
+        return embedded_views(
+            self.gt_renderer, v, self.fit_views, self.data_config["category"], int(self.data_config["seed"])
+        )
 
     def setup(self, device: torch.device) -> None:
         super().setup(device)
         views = self.load_views()
-        self.views = Views(views.rgb.to(device), views.mask.to(device), views.cameras.to(device), views.fit,
-                           views.heldout, None if views.mesh is None else views.mesh.to(device),
-                           None if views.voxels is None else views.voxels.to(device))
+        self.views = Views(
+            views.rgb.to(device),
+            views.mask.to(device),
+            views.cameras.to(device),
+            views.fit,
+            views.heldout,
+            None if views.mesh is None else views.mesh.to(device),
+            None if views.voxels is None else views.voxels.to(device),
+        )
+        with torch.no_grad():
+            self.baseline = {f"baseline_{k}": v for k, v in self.evaluate().items() if k != "iou_3d_parity"}
+
+    def plan(self, total_steps: int) -> None:
+        """Steps of the subdivisions and of the end of the sigma schedule."""
+        self.total_steps = total_steps
+        self.subdivide_steps = [max(1, round(f * total_steps)) for f in self.subdivide_at]
 
     # ------------------------------------------------------------------ optimisation
     def param_groups(self) -> dict[str, list[Tensor]]:
         return {"offsets": [self.offsets], "pose": [self.log_scale, self.translation], "color": [self.color_logits]}
 
     def current(self) -> Meshes:
-        verts = deform(self.template_verts, self.smooth @ self.offsets, self.log_scale, self.translation)
-        return self.meshes(verts, torch.sigmoid(self.color_logits))
+        self._build()
+        V = self.template_verts.shape[0]
+        verts = deform(self.template_verts, self.smooth @ self.offsets[:, :V], self.log_scale, self.translation)
+        return self.meshes(verts, torch.sigmoid(self.color_logits[:, :V]))
+
+    def _build(self) -> None:
+        """Template vertices, faces and smoothing operator of the current level (after a subdivision or a resume)."""
+        level = int(self.level)
+        if level == self.built_level:
+            return
+        V = level_size(level)
+        self.template_verts = self.base[:V]
+        self.template_faces = icosphere_faces(level, self.base.device)
+        self.smooth = smoothing_operator(V, self.template_faces.cpu(), self.smoothing).to(self.base.device)
+        self.templates = {}
+        self.built_level = level
+
+    @torch.no_grad()
+    def refine(self) -> None:
+        """Split every face of the current shape 1-to-4 (its shape and colours kept, offsets reset to zero)."""
+        self._build()
+        V = self.template_verts.shape[0]
+        if level_size(int(self.level) + 1) > self.base.shape[0]:
+            raise RuntimeError(f"the template is at its finest level {int(self.level)} (task.subdivide_at)")
+        shape = self.template_verts + self.smooth @ self.offsets[0, :V]  # (V, 3) undeformed coordinates
+        finer, _ = subdivide(shape, self.template_faces, int(self.level))
+        colors, _ = subdivide(self.color_logits[0, :V], self.template_faces, int(self.level))
+        self.base[: finer.shape[0]] = finer
+        self.color_logits[0, : finer.shape[0]] = colors
+        self.offsets.zero_()
+        self.level += 1
+        self._build()
+
+    def fit_renderer(self, step: int) -> Renderer:
+        """The renderer at ``step``: its ``sigma`` narrowed geometrically from the start blur to the end blur."""
+        if self.sigma_start is None:
+            return self.renderer
+        t = min(1.0, step / max(1.0, self.blur_until * self.total_steps))
+        return with_sigma(self.renderer, self.sigma_start * (self.sigma_end / self.sigma_start) ** t, "blur_start")
 
     def loss(self, step: int) -> dict[str, Tensor]:
+        while int(self.level) - self.start_level < sum(step >= s for s in self.subdivide_steps):
+            self.refine()
         fit = torch.tensor(self.views.fit)
         if len(fit) > self.views_per_step:
             fit = fit[torch.randperm(len(fit), generator=self.step_generator(step))[: self.views_per_step]]
         idx = fit.tolist()
         mesh = self.current()
-        out = self.renderer(mesh.extend(len(idx)), self.views.cameras[idx])
+        out = self.fit_renderer(step)(mesh.extend(len(idx)), self.views.cameras[idx])
         w = self.losses
         terms = {"silhouette": w["silhouette"] * soft_iou(out.alpha, self.views.mask[idx])}
         if w["rgb"] > 0 and self.optimize_color:
@@ -131,7 +256,18 @@ class FitRecon(ReconTask):
             out["silhouette_iou_heldout"] = metrics.silhouette_iou(alpha, v.mask[v.heldout])
         if v.mesh is not None:
             out.update(self.mesh_metrics(mesh, v.mesh, v.voxels))
-        return out
+        return {**out, **self.baseline}
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        """The main metric beside the initial sphere's, and the silhouette IoU at the input and held-out views."""
+        parts = [f"{self.metric}={metrics[self.metric]:.4g}"]
+        if f"baseline_{self.metric}" in metrics:
+            parts[0] += f" (initial sphere {metrics[f'baseline_{self.metric}']:.4g})"
+        n_fit, n_held = len(self.views.fit), len(self.views.heldout)
+        parts.append(f"silhouette IoU at the {n_fit} input view(s) {metrics['silhouette_iou']:.4g}")
+        if "silhouette_iou_heldout" in metrics:
+            parts.append(f"at the {n_held} held-out view(s) {metrics['silhouette_iou_heldout']:.4g}")
+        return "; ".join(parts)
 
     def visuals(self, logger: Logger, step: int) -> None:
         v, mesh = self.views, self.current()

@@ -51,6 +51,7 @@ def test_cli_run_writes_metrics_params_and_video(tmp_path):
         ("data=scene_video data.path=/nonexistent/clip.mp4", "data.path=/nonexistent/clip.mp4: no such file or folder"),
         ("scene=no_such_scene", "unknown scene 'no_such_scene'"),
         ("physics=pendulum", "cannot serve scene Projectile, which needs rigid_contact: choose physics="),
+        ("mode=fit", "this task has no modes: mode=fit|learn works with task=depth_from_video or task=single_view"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, override, message):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runner.cli import CONFIG_DIR
 
-GROUPS = ("task", "data", "renderer", "physics", "scene", "mode")
+GROUPS = ("task", "task_mode", "data", "renderer", "physics", "scene", "mode")
 SECOND_INSTANCES = ("truth_physics", "gt_renderer")
 
 

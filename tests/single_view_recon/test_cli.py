@@ -46,7 +46,8 @@ def test_fit_recovers_an_ellipsoid_from_its_silhouettes(tmp_path, env):
     run_dir = tmp_path / "run"
     out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", f"task.input.mesh={path}",
                   "task.views.image_size=48", "task.views.azimuth=6", "task.fit=[0,1,2,3,4]", "task.views_per_step=5",
-                  "renderer.sigma=5e-5", "task.losses.rgb=0", "task.optimize_color=false", "task.num_points=3000",
+                  "renderer.sigma=5e-5", "task.smoothing=10", "task.losses.rgb=0", "task.optimize_color=false",
+                  "task.num_points=3000",
                   "loop.steps=120", "loop.eval_every=120", "loop.image_every=0", "logger=none",
                   f"hydra.run.dir={run_dir}", env=env)
     assert out.returncode == 0, out.stderr

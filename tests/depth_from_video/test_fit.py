@@ -1,0 +1,145 @@
+"""depth_from_video ``mode=fit``: one video's depth, camera path and focal length by photometric bundle adjustment."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from runner.geometry.cameras import PinholeCamera
+from runner.render.raycast import RaycastRenderer
+from tasks.depth_from_video.data import Sequence, Splits, StreetVideos
+from tasks.depth_from_video.fit import FitVideo
+from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
+from tests.conftest import dwx_env, read_metrics, run_dwx
+
+SIZE = (32, 96)
+
+
+class OneVideo:
+    """A data source of one in-memory video."""
+
+    def __init__(self, seq: Sequence):
+        self.seq = seq
+
+    def load(self) -> Splits:
+        return Splits([self.seq], [self.seq])
+
+
+def street_video(frames: int, size: tuple[int, int], focal: float | None = None) -> Sequence:
+    """A street video ray cast with square pixels of ``focal`` [px] (default: the streets' fx), the camera moving
+    0.1 m per frame (a walking pace: the fit starts every camera at frame 0's, see docs/depth_from_video_fit.md)."""
+    H, W = size
+    f = focal or 0.58 * W
+    K = PinholeCamera.intrinsics(f, f, (W - 1) / 2, (H - 1) / 2)[0]
+    scene = make_street_scene(7, length=60.0)
+    poses = forward_camera_path(7, frames, speed=0.1, yaw_rate=0.02)
+    with torch.no_grad():
+        r = RaycastRenderer(background=(0.55, 0.7, 0.9), supersample=2)(
+            scene, PinholeCamera(K.expand(frames, 3, 3), poses, size)
+        )
+    return Sequence("street", r.rgb.clamp(0, 1).permute(0, 3, 1, 2).contiguous(), K, r.depth, poses)
+
+
+def fit(task: FitVideo, steps: int, lr: float = 0.01) -> dict[str, float]:
+    task.setup(torch.device("cpu"))
+    task.plan(steps)
+    groups = task.param_groups()
+    opt = torch.optim.Adam(
+        [
+            {"params": groups["depth"], "lr": lr},
+            {"params": groups["pose"], "lr": 1e-3},
+            {"params": [p for p in groups["intrinsics"] if p.requires_grad], "lr": 1e-3},
+        ]
+    )
+    for step in range(steps):
+        loss = sum(task.loss(step).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return task.evaluate()
+
+
+@pytest.fixture(scope="module")
+def street() -> Sequence:
+    return street_video(12, SIZE)
+
+
+
+def test_the_gauge_holds_frame_0s_mean_log_depth_at_init_depth(street):
+    task = FitVideo(OneVideo(street), init_depth=2.0)
+    fit(task, steps=5)
+    assert task.depth_maps()[0].log().mean().item() == pytest.approx(math.log(2.0), abs=1e-4)
+
+
+@pytest.mark.slow  # a CLI subprocess
+def test_cli_writes_metrics_depth_maps_trajectory_and_intrinsics(tmp_path):
+    run = run_dwx(
+        "run",
+        "task=depth_from_video",
+        "mode=fit",
+        "data.train_sequences=1",
+        "data.test_sequences=1",
+        "data.frames_per_sequence=8",
+        "data.image_size=[32,96]",
+        "loop.steps=20",
+        "loop.time_budget=null",
+        "threads=1",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=dwx_env(DWX_CACHE=str(tmp_path / "cache")),
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = read_metrics(tmp_path / "run")
+    assert record["status"] == "completed" and "abs_rel" in record["metrics"] and "focal_px" in record["metrics"]
+    art = tmp_path / "run" / "artifacts"
+    assert len(list((art / "depth").glob("*/0000*.npy"))) == 8
+    rows = [line.split() for line in (art / "trajectory.txt").read_text().splitlines() if not line.startswith("#")]
+    assert len(rows) == 8 and all(len(r) == 8 for r in rows)
+    assert np.allclose([float(v) for v in rows[0][1:]], [0, 0, 0, 0, 0, 0, 1])  # frame 0 is the world
+    assert set(json.loads((art / "intrinsics.json").read_text())) >= {"fx", "fy", "cx", "cy", "width", "height"}
+    assert (art / "points.ply").read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\n")
+
+
+def test_a_one_frame_video_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "frames").mkdir()
+    iio.imwrite(tmp_path / "frames" / "0.png", np.zeros((32, 96, 3), np.uint8))
+    run = run_dwx(
+        "run",
+        "task=depth_from_video",
+        "mode=fit",
+        "data=frames",
+        f"data.path={tmp_path / 'frames'}",
+        "data.image_size=[32,96]",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "1 frame" in lines[0], run.stderr
+
+
+def test_learn_mode_needs_intrinsics_and_says_so(tmp_path):
+    (tmp_path / "frames").mkdir()
+    run = run_dwx(
+        "run",
+        "task=depth_from_video",
+        "data=frames",
+        f"data.path={tmp_path / 'frames'}",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert run.returncode == 2 and "data.intrinsics" in run.stderr, run.stderr[-2000:]
+
+
+def test_street_data_default_fits_a_held_out_video(tmp_path, monkeypatch):
+    monkeypatch.setenv("DWX_CACHE", str(tmp_path / "cache"))
+    data = StreetVideos(train_sequences=1, test_sequences=1, frames_per_sequence=6, image_size=SIZE)
+    task = FitVideo(data)
+    task.setup(torch.device("cpu"))
+    assert task.seq.name == "street_test_00" and len(task.seq) == 6
