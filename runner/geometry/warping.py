@@ -42,23 +42,6 @@ def _check_K(K: Tensor, B: int) -> None:
         raise ValueError(f"K must be (B, 3, 3) = {(B, 3, 3)}, got {tuple(K.shape)}")
 
 
-def backproject(depth: Tensor, K: Tensor) -> Tensor:
-    """Camera-space point of every pixel centre.
-
-    Args:
-        depth: (B, 1, H, W) camera-space z [scene units].
-        K: (B, 3, 3) pinhole intrinsics in pixels.
-    Returns:
-        (B, 3, H, W) points ``depth * K^-1 (u, v, 1)`` in the OpenCV camera frame (x right, y down, z forward).
-    """
-    if depth.dim() != 4 or depth.shape[1] != 1:
-        raise ValueError(f"depth must be (B, 1, H, W), got {tuple(depth.shape)}")
-    B, _, H, W = depth.shape
-    _check_K(K, B)
-    rays = torch.linalg.inv(K) @ _pixel_grid(H, W, depth.device, depth.dtype)  # (B, 3, HW), z = 1
-    return (rays * depth.reshape(B, 1, H * W)).reshape(B, 3, H, W)
-
-
 def warp_frame(image_src: Tensor, depth_dst: Tensor, src_from_dst: Tensor, K: Tensor,
                padding: Padding = "zeros", eps: float = 1e-3, min_depth_ratio: float = 0.0) -> tuple[Tensor, Tensor]:
     """Inverse-warp ``image_src`` into the destination view (Zhou et al., SfMLearner, CVPR 2017).

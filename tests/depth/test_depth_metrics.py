@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from runner.geometry.cameras import unproject_cam
 from runner.geometry.transforms import axis_angle_to_matrix, invert_rigid, pose_vec_to_matrix
-from runner.geometry.warping import backproject, warp_frame
+from runner.geometry.warping import warp_frame
 from tasks.depth_from_video.metrics import (
     METRIC_NAMES,
     DepthCaps,
@@ -257,8 +258,11 @@ def test_7scenes_depth_warp_agrees_with_the_ground_truth_pose():
     d = depth[:, ::step, ::step].unsqueeze(1)  # (2, 1, 120, 160)
     K_sub = (torch.diag(torch.tensor([1 / step, 1 / step, 1.0])) @ K)[None]
     src_from_dst = (cam_from_world[1] @ invert_rigid(cam_from_world[0])).float()[None]
-    points = backproject(d[:1], K_sub)  # (1, 3, h, w) in camera 0
-    z_src = (src_from_dst[:, :3, :3] @ points.flatten(2) + src_from_dst[:, :3, 3:])[:, 2].reshape_as(d[:1])
+    h, w = d.shape[-2:]
+    v, u = torch.meshgrid(torch.arange(h, dtype=d.dtype), torch.arange(w, dtype=d.dtype), indexing="ij")
+    pix = torch.stack([u, v], -1).reshape(1, -1, 2)
+    points = unproject_cam(pix, d[:1].reshape(1, -1), K_sub).transpose(1, 2)  # (1, 3, h w) in camera 0
+    z_src = (src_from_dst[:, :3, :3] @ points + src_from_dst[:, :3, 3:])[:, 2].reshape_as(d[:1])
 
     def residual(pose):
         warped, valid = warp_frame(d[1:], d[:1], pose, K_sub)

@@ -9,7 +9,7 @@ import torch
 
 from runner.geometry.cameras import PinholeCamera, project_cam, unproject_cam
 from runner.geometry.transforms import axis_angle_to_matrix, pose_vec_to_matrix
-from runner.geometry.warping import backproject, resize_intrinsics, warp_frame
+from runner.geometry.warping import resize_intrinsics, warp_frame
 from runner.losses.photometric import photometric_error
 
 
@@ -177,18 +177,6 @@ def test_warp_gradcheck_float64():
 
     inputs = [x.clone().requires_grad_() for x in (image, depth, axis_angle, translation)]
     assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
-
-
-def test_backproject_round_trip():
-    H, W = 5, 6
-    K = intrinsics(H, W, B=2)
-    depth = 1 + torch.rand(2, 1, H, W, dtype=torch.float64)
-    points = backproject(depth, K)
-    assert points.shape == (2, 3, H, W)
-    assert torch.allclose(points[:, 2:], depth)
-    pix = project_cam(points.flatten(2).transpose(1, 2), K)
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
-    assert torch.allclose(pix, torch.stack([u, v], -1).reshape(1, -1, 2).expand(2, -1, -1), atol=1e-10)
 
 
 def test_warp_after_inference_mode_still_differentiable():
