@@ -183,7 +183,7 @@ class FitVideo(Task):
         self,
         data,
         sequence: int = 0,
-        frame_window: list[int] = (-6, -3, 0, 3, 6),
+        frame_window: list[int] = (-6, -3, -1, 0, 1, 3, 6),
         batch_size: int | None = 8,
         levels: int = 4,
         level_start: list[float] = (0.0, 0.1, 0.2, 0.3),
