@@ -4,7 +4,6 @@ predicted depth, and the weights. Used by the task's ``visuals`` and ``save`` an
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch import Tensor
 
 from runner.logging import Logger, readable_size
 from runner.visuals import Panel, grey, mapped, panel_row, to_uint8, write_video
-from tasks.depth_from_video.data import Sequence
+from tasks.depth_from_video.data import Sequence, write_intrinsics
 
 if TYPE_CHECKING:  # dwx predict imports this module: it needs neither the loss nor the evaluation
     from runner.geometry.cameras import PinholeCamera
@@ -165,18 +164,7 @@ def write_fit_artifacts(out_dir: Path, seq: Sequence, depth: Tensor, camera: Pin
         gif_every=max(1, math.ceil(len(seq) / 150)),
     )
     write_tum_trajectory(out_dir / "trajectory.txt", camera.world_from_cam)
-    K = camera.K[0].tolist()
-    H, W = camera.image_size
-    intrinsics = {
-        "fx": K[0][0],
-        "fy": K[1][1],
-        "cx": K[0][2],
-        "cy": K[1][2],
-        "width": W,
-        "height": H,
-        "estimated": estimated,
-    }
-    (out_dir / "intrinsics.json").write_text(json.dumps(intrinsics, indent=2) + "\n")
+    write_intrinsics(out_dir / "intrinsics.json", camera.K[0], camera.image_size, estimated=estimated)
     write_point_cloud(out_dir / "points.ply", seq.frames, depth, camera)
     (out_dir / "README.txt").write_text(
         f"depth/{seq.name}/<frame>.npy: fitted depth in the fit's own scale (frame 0's mean log depth is fixed);\n"
@@ -262,4 +250,4 @@ def write_point_cloud(
         "property float x\nproperty float y\nproperty float z\n"
         "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
     )
-    path.write_bytes(header.encode("ascii") + vertex.tobytes())
+    path.write_bytes(header.encode("ascii") + vertex.tobytes())  # save_ply writes meshes: it refuses zero faces

@@ -230,6 +230,15 @@ class StreetVideos(VideoSource):
 
 
 # ============================================================================ user data
+def write_intrinsics(path: Path, K: Tensor, image_size: tuple[int, int], **extra) -> None:
+    """(3, 3) ``K`` [px] of an (H, W) image as the JSON :func:`read_intrinsics` reads (fx, fy, cx, cy, width, height),
+    plus any ``extra`` keys."""
+    k = K.tolist()
+    H, W = image_size
+    record = {"fx": k[0][0], "fy": k[1][1], "cx": k[0][2], "cy": k[1][2], "width": W, "height": H, **extra}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def read_intrinsics(path: str | Path) -> tuple[Tensor, tuple[int, int]]:
     """Intrinsics from YAML or JSON with ``fx, fy, cx, cy`` [px] and ``width, height`` they refer to.
 
@@ -610,13 +619,7 @@ def export_splits(splits: Splits, out_dir: str | Path) -> Path:
             kdir = kitti / date / drive
             (plain / "frames").mkdir(parents=True, exist_ok=True)
             (kdir / "image_02" / "data").mkdir(parents=True, exist_ok=True)
-            H, W = seq.image_size
-            K = seq.K.tolist()
-            (plain / "intrinsics.json").write_text(
-                json.dumps(
-                    {"fx": K[0][0], "fy": K[1][1], "cx": K[0][2], "cy": K[1][2], "width": W, "height": H}, indent=2
-                )
-            )
+            write_intrinsics(plain / "intrinsics.json", seq.K, seq.image_size)
             if calib_K is None:
                 calib_K = seq.K
             elif not torch.allclose(calib_K, seq.K):
