@@ -143,6 +143,7 @@ def run_job(cfg: DictConfig) -> float:
     logger = None
     started = time.perf_counter()
     loop = None
+    completed = False
     try:
         with stop_on_signals() as stop:  # from the first second: data generation and set-up included
             import torch
@@ -244,6 +245,7 @@ def run_job(cfg: DictConfig) -> float:
                 run_dir / "artifacts",
                 run_dir,
             )
+        completed = True
         return value
     except Exception as e:
         interrupt = find_cause(e, Interrupted)  # during instantiate it arrives wrapped by Hydra
@@ -274,7 +276,7 @@ def run_job(cfg: DictConfig) -> float:
     finally:
         if logger is not None:
             logger.close()
-        destroy_process_group()
+        destroy_process_group(completed)
 
 
 def _record_interrupt(

@@ -63,9 +63,15 @@ def init_process_group(info: DistInfo, device: torch.device) -> None:
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
 
 
-def destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def destroy_process_group(completed: bool) -> None:
+    """Leave the process group. After a completed run every rank first waits for the others (a barrier), so
+    that no rank closes its connections while another is still finishing its last writes: a rank that tore
+    gloo down early was seen to abort at exit under load. A failed run leaves at once (a peer may be gone)."""
+    if not dist.is_initialized():
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def average_gradients(
