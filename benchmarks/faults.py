@@ -102,7 +102,7 @@ def bad_input_cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("intrinsics with a negative focal", ["run", *frames_data, f"data.intrinsics={neg_K}"], "fx must be"),
         ("data.image_size negative", ["run", *frames_data, f"data.intrinsics={good_K}", "data.image_size=[-32,64]"],
          "data.image_size"),
-        ("mesh with NaN vertices", ["run", "experiment=recon_tiny_fit", f"+task.input.mesh={mesh}"], "not finite"),
+        ("mesh with NaN vertices", ["run", "experiment=recon_tiny_fit", "data=mesh", f"data.path={mesh}"], "not finite"),
         ("data export onto a file", ["data", "export", str(existing), "experiment=depth_tiny"], "already exists"),
         ("data export, task without data", ["data", "export", str(tmp / "x"), "task=physical_params"],
          "no data set to export"),

@@ -27,7 +27,7 @@ template to all 24 views of 4 test objects per category peaks near 0.6 (then it 
     python benchmarks/recon.py --only meshes --meshes ../shared/data/meshes /work/thin_meshes --views 1 8 --write
 
 ``--only meshes`` fits every OBJ / PLY under the folders with the default settings (`dwx run task=single_view_recon
-task.input.mesh=...`), from view 3 alone (silhouette_iou >= 0.95 each, median >= 0.97, each <= 120 s) and from 8
+data=mesh data.path=...`), from view 3 alone (silhouette_iou >= 0.95 each, median >= 0.97, each <= 120 s) and from 8
 views (iou_3d median >= 0.85), beside the initial sphere's figure; ``--write`` puts the tables into
 docs/single_view_recon_results.md (its last section, replaced on each write).
 
@@ -109,7 +109,7 @@ def mesh_table(folders: list[str], views: int, extra: list[str]) -> tuple[str, b
     ]
     values, ok, nan = [], True, float("nan")
     for path in find_meshes(folders):
-        record, _ = run(None, [f"task.input.mesh={path}", *fit, *extra])
+        record, _ = run(None, ["data=mesh", f"data.path={path}", *fit, *extra])
         m = record["metrics"]
         values.append(m[metric])
         good = (each is None or m[metric] >= each) and (budget is None or record["wall_time_s"] <= budget)

@@ -126,3 +126,16 @@ class Task(nn.Module, ABC):
     def step_generator(self, step: int) -> torch.Generator:
         """A CPU generator seeded by (task seed, step): the batch of a step never depends on history."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+
+
+def check_data_source(data: object, accepted: tuple[type, ...], task: str, choices: str) -> None:
+    """Refuse another task's data source (``task=physical_params data=streets``) in one line.
+
+    Args:
+        data: the instantiated ``data`` node (None: the task's embedded data).
+        accepted: the source classes the task reads.
+        task: the task's name, for the message.
+        choices: what the task takes, in the user's terms (``"data=mesh or data=photo"``).
+    """
+    if data is not None and not isinstance(data, accepted):
+        raise ConfigError(f"task={task} takes {choices}; {type(data).__name__} is another task's data source")

@@ -33,6 +33,7 @@ from runner.errors import ConfigError, InputError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.transforms import invert_rigid
 from runner.render.raycast import RaycastRenderer
+from runner.task import check_data_source
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
@@ -128,6 +129,11 @@ class VideoSource:
             f"wrote {len(splits.train)} training and {len(splits.test)} test sequences ({n} frames) to {out_dir} "
             f"(and the KITTI raw layout to {Path(out_dir) / 'kitti'})"
         )
+
+
+def check_video_source(data: object) -> None:
+    """Refuse another task's data source (``data=mesh``) in one line; both modes read a :class:`VideoSource`."""
+    check_data_source(data, (VideoSource,), "depth_from_video", "a video: data=streets|frames|seven_scenes|kitti")
 
 
 # ============================================================================ embedded data

@@ -36,7 +36,7 @@ from runner.logging import Logger
 from runner.render.base import PRIMITIVES
 from runner.task import Task
 from tasks.depth_from_video.artifacts import log_test_panels, write_fit_artifacts
-from tasks.depth_from_video.data import Sequence
+from tasks.depth_from_video.data import Sequence, check_video_source
 from tasks.depth_from_video.evaluation import EvalProtocol, chained_trajectory
 from tasks.depth_from_video.metrics import absolute_trajectory_error
 from tasks.depth_from_video.objective import ViewSynthesisLoss
@@ -221,6 +221,7 @@ class FitVideo(Task):
             raise ConfigError(f"task.intrinsics must be one of {', '.join(INTRINSICS)}, got {intrinsics!r}")
         if sequence < 0:
             raise ConfigError(f"task.sequence must be >= 0, got {sequence}")
+        check_video_source(data)
         self.window = FrameWindow(frame_window)
         self.data, self.sequence, self.batch_size = data, int(sequence), batch_size
         self.level_start, self.init_depth = [float(f) for f in level_start], float(init_depth)

@@ -31,7 +31,7 @@ from runner.render.base import PRIMITIVES
 from runner.task import Task
 from tasks.depth_from_video.artifacts import log_test_panels, log_training_views, write_run_artifacts
 from tasks.depth_from_video.coarse_phase import CoarsePhase
-from tasks.depth_from_video.data import FramesVideo, Sequence, Splits
+from tasks.depth_from_video.data import FramesVideo, Sequence, Splits, check_video_source
 from tasks.depth_from_video.evaluation import EvalProtocol, chained_trajectory, saturation_metrics
 from tasks.depth_from_video.metrics import absolute_trajectory_error
 from tasks.depth_from_video.models import DepthNet, PoseNet, disp_to_depth, pose_to_matrix
@@ -143,6 +143,7 @@ class DepthFromVideo(Task):
             raise ConfigError(
                 "mode=learn needs the camera's intrinsics: give data.intrinsics=<yaml/json> (mode=fit estimates them)"
             )
+        check_video_source(data)
         self.data = data
         self.depth_net, self.pose_net = depth_net, pose_net
         self.batch_size = int(batch_size)

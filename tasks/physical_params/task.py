@@ -33,7 +33,7 @@ from runner.errors import ConfigError
 from runner.logging import Logger
 from runner.losses.weights import loss_weights
 from runner.render.base import POINTS
-from runner.task import Task
+from runner.task import Task, check_data_source
 from runner.visuals import Panel, panel_row, write_video
 from tasks.physical_params.losses import pyramid_mse, track_mse
 from tasks.physical_params.metrics import parameter_metrics
@@ -88,11 +88,9 @@ class PhysicalParams(Task):
         super().__init__(seed)
         if observe not in OBSERVATIONS:
             raise ConfigError(f"task.observe must be one of {', '.join(OBSERVATIONS)}, got {observe!r}")
-        if data is not None and not isinstance(data, SceneVideo):
-            raise ConfigError(
-                f"task=physical_params fits its scene's generated video, or your own with data=scene_video; "
-                f"{type(data).__name__} is another task's data source"
-            )
+        check_data_source(
+            data, (SceneVideo,), "physical_params", "its scene's generated video, or yours with data=scene_video"
+        )
         if data is not None and observe != "pixels":
             raise ConfigError(f"data=scene_video gives pixels; it needs task.observe=pixels, got {observe}")
         if supersample < 1 or pixel_noise < 0 or track_noise < 0:

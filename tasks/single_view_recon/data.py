@@ -2,12 +2,14 @@
 
 Three sources give the same record, :class:`Views`:
 
-* embedded: a procedural object (:mod:`tasks.single_view_recon.shapes`) rendered by the ground-truth
+* embedded (``data`` null): a procedural object (:mod:`tasks.single_view_recon.shapes`) rendered by the ground-truth
   renderer (``soft_mesh`` in hard mode with supersampling, finer than the soft renderer being optimised)
   from orbit cameras, 24 views at elevation 30 deg and distance 2.732 at 64 x 64 by default, the setting
   of NMR (Kato et al., CVPR 2018) and SoftRas (Liu et al., ICCV 2019); cached with :mod:`runner.cache`;
-* a mesh file (OBJ/PLY), normalised to the unit cube like the embedded shapes and rendered the same way;
-* the user's images (PNG/JPG) with masks (separate files or the alpha channel) and cameras.
+* ``data=mesh`` (:class:`MeshFile`): a mesh file (OBJ/PLY), normalised to the unit cube like the embedded shapes
+  and rendered the same way;
+* ``data=photo`` (:class:`Photos`): the user's images (PNG/JPG) with masks (separate files or the alpha
+  channel) and cameras.
 
 :func:`category_dataset` renders whole train/val/test splits of a category for the learned mode.
 """
@@ -137,7 +139,7 @@ def embedded_views(renderer: Renderer, views: ViewConfig, fit: list[int], catego
                    seed: int) -> Views:
     """One procedural object of ``category`` drawn from ``seed``, rendered from ``views`` (cached)."""
     if category not in CATEGORIES:
-        raise ConfigError(f"data.category must be one of {', '.join(CATEGORIES)}, got {category!r}")
+        raise ConfigError(f"task.embedded.category must be one of {', '.join(CATEGORIES)}, got {category!r}")
     cameras = views.cameras()
 
     def build() -> dict:
@@ -153,26 +155,27 @@ def embedded_views(renderer: Renderer, views: ViewConfig, fit: list[int], catego
     return Views(data["rgb"], data["alpha"], cameras, fit, heldout, _unpack_mesh(data), data["voxels"])
 
 
-def load_mesh(path: str | Path) -> Meshes:
-    """An OBJ or PLY file normalised to the unit cube; :class:`InputError` if it cannot be read."""
+def load_mesh(path: str | Path, what: str = "data.path") -> Meshes:
+    """An OBJ or PLY file normalised to the unit cube; :class:`InputError` naming the key ``what`` that gave the
+    file if it cannot be read."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise InputError(f"input.mesh: no such file {path}")
+        raise InputError(f"{what}: no such file {path}")
     if path.suffix.lower() not in (".obj", ".ply"):
-        raise InputError(f"input.mesh: {path.name} is not an OBJ or PLY file")
+        raise InputError(f"{what}: {path.name} is not an OBJ or PLY file")
     try:
         mesh = mesh_io.load_mesh(path)
     except Exception as e:
         reason = str(e).strip().splitlines()[0]
         where = "" if reason.startswith(str(path)) else f"{path}: "  # mesh_io's errors name the file (and line)
-        raise InputError(f"input.mesh: cannot read {where}{reason}") from e
+        raise InputError(f"{what}: cannot read {where}{reason}") from e
     if mesh.faces[0].shape[0] == 0:
-        raise InputError(f"input.mesh: {path} has no faces")
-    mesh = _surface_faces(mesh, path)
+        raise InputError(f"{what}: {path} has no faces")
+    mesh = _surface_faces(mesh, path, what)
     return mesh.with_verts([mesh_io.normalize_to_unit_cube(mesh.verts[0])])
 
 
-def _surface_faces(mesh: Meshes, path: Path) -> Meshes:
+def _surface_faces(mesh: Meshes, path: Path, what: str) -> Meshes:
     """``mesh`` without its zero-area faces (coincident or collinear corners); InputError if none is left.
 
     A loaded mesh is a target (rendered, sampled for chamfer / F-score, voxelised), never deformed: a face
@@ -186,12 +189,12 @@ def _surface_faces(mesh: Meshes, path: Path) -> Meshes:
     extent = (v.max(0).values - v.min(0).values).max()
     keep = area > 1e-12 * extent**2
     if not keep.any():
-        raise InputError(f"input.mesh: every face of {path} has zero area (coincident or collinear vertices): "
+        raise InputError(f"{what}: every face of {path} has zero area (coincident or collinear vertices): "
                          "there is no surface to fit; give a mesh with a surface")
     if keep.all():
         return mesh
-    log.warning("input.mesh: dropped %d of %d faces of %s with zero area (coincident or collinear vertices); "
-                "they have no surface to render or sample", int((~keep).sum()), len(keep), path)
+    log.warning("%s: dropped %d of %d faces of %s with zero area (coincident or collinear vertices); "
+                "they have no surface to render or sample", what, int((~keep).sum()), len(keep), path)
     faces_uvs = None if mesh.faces_uvs is None else [mesh.faces_uvs[0][keep]]
     return Meshes([mesh.verts[0]], [f[keep]], mesh.verts_colors, mesh.verts_uvs, faces_uvs, mesh.texture)
 
@@ -232,21 +235,21 @@ def load_image(image: str, mask: str | None) -> tuple[Tensor, Tensor]:
     Returns:
         rgb (H, W, 3) in [0, 1] with the background set to black, and mask (H, W) in [0, 1].
     """
-    pixels = _read_image(image, "input.image")
+    pixels = _read_image(image, "data.image")
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, -1)
     rgb = torch.from_numpy(pixels[..., :3].copy())
     if mask is not None:
-        m = _read_image(mask, "input.mask")
+        m = _read_image(mask, "data.mask")
         m = m[..., 0] if m.ndim == 3 else m
         if m.shape != tuple(rgb.shape[:2]):
-            raise InputError(f"input.mask {mask} is {m.shape[1]}x{m.shape[0]} but input.image {image} is "
+            raise InputError(f"data.mask {mask} is {m.shape[1]}x{m.shape[0]} but data.image {image} is "
                              f"{rgb.shape[1]}x{rgb.shape[0]}; give a mask of the image's size")
         alpha = torch.from_numpy(m.copy())
     elif pixels.shape[-1] == 4:
         alpha = torch.from_numpy(pixels[..., 3].copy())
     else:
-        raise InputError(f"input.image {image} has no alpha channel; give input.mask=<mask file>")
+        raise InputError(f"data.image {image} has no alpha channel; give data.mask=<mask file>")
     if alpha.max() < 0.5:
         raise InputError(f"the mask of {image} is empty (no pixel >= 0.5); the object must be white in the mask")
     return rgb * alpha[..., None], alpha
@@ -260,28 +263,28 @@ def load_cameras(path: str | Path, n: int, image_size: tuple[int, int], fov: flo
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise InputError(f"input.camera: no such file {path}")
+        raise InputError(f"data.camera: no such file {path}")
     try:
         entries = json.loads(path.read_text()) if path.suffix.lower() == ".json" else yaml.safe_load(path.read_text())
     except Exception as e:
-        raise InputError(f"input.camera: cannot parse {path}: {e}") from e
+        raise InputError(f"data.camera: cannot parse {path}: {e}") from e
     entries = entries if isinstance(entries, list) else [entries]
     if len(entries) != n:
-        raise InputError(f"input.camera: {path} has {len(entries)} camera(s) for {n} image(s)")
+        raise InputError(f"data.camera: {path} has {len(entries)} camera(s) for {n} image(s)")
     Ks, poses = [], []
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
-            raise InputError(f"input.camera: entry {i} of {path} is not a mapping")
+            raise InputError(f"data.camera: entry {i} of {path} is not a mapping")
         if {"K", "cam_from_world"} <= e.keys():
             K, pose = torch.tensor(e["K"], dtype=torch.float32), torch.tensor(e["cam_from_world"], dtype=torch.float32)
             if K.shape != (3, 3) or pose.shape != (4, 4):
-                raise InputError(f"input.camera: entry {i}: K must be 3x3 and cam_from_world 4x4")
+                raise InputError(f"data.camera: entry {i}: K must be 3x3 and cam_from_world 4x4")
         elif {"elevation", "azimuth", "distance"} <= e.keys():
             K = PinholeCamera.intrinsics_from_fov(float(e.get("fov", fov)), image_size)[0]
             pose = PinholeCamera.orbit(torch.tensor([float(e["elevation"])]), torch.tensor([float(e["azimuth"])]),
                                        float(e["distance"]))[0]
         else:
-            raise InputError(f"input.camera: entry {i} of {path} needs K and cam_from_world, or elevation, "
+            raise InputError(f"data.camera: entry {i} of {path} needs K and cam_from_world, or elevation, "
                              "azimuth and distance")
         Ks.append(K)
         poses.append(pose)
@@ -295,23 +298,67 @@ def image_views(images: list[str], masks: list[str] | None, camera: str | None, 
     Without a camera file the images are taken to be the first ``len(images)`` cameras of ``views``.
     """
     if masks is not None and len(masks) != len(images):
-        raise InputError(f"input.mask lists {len(masks)} file(s) for {len(images)} image(s)")
+        raise InputError(f"data.mask lists {len(masks)} file(s) for {len(images)} image(s)")
     loaded = [load_image(img, None if masks is None else masks[i]) for i, img in enumerate(images)]
     sizes = {tuple(rgb.shape[:2]) for rgb, _ in loaded}
     if len(sizes) != 1:
-        raise InputError(f"input.image: all images must have one size, got {sorted(sizes)}")
+        raise InputError(f"data.image: all images must have one size, got {sorted(sizes)}")
     size = sizes.pop()
     if camera is not None:
         cameras = load_cameras(camera, len(images), size, views.fov)
     else:
         cameras = views.cameras()[: len(images)]
         if cameras.batch_size < len(images) or cameras.image_size != size:
-            raise InputError(f"input.image is {size[1]}x{size[0]} but views.image_size={views.image_size}: "
-                             "give input.camera=<file> or set views.image_size")
+            raise InputError(f"data.image is {size[1]}x{size[0]} but views.image_size={views.image_size}: "
+                             "give data.camera=<file> or set views.image_size")
     rgb = torch.stack([r for r, _ in loaded])
     mask = torch.stack([m for _, m in loaded])
-    mesh = load_mesh(gt_mesh) if gt_mesh is not None else None
+    mesh = load_mesh(gt_mesh, "data.gt_mesh") if gt_mesh is not None else None
     return Views(rgb, mask, cameras, list(range(len(images))), [], mesh, None if mesh is None else voxels(mesh))
+
+
+class MeshFile:
+    """``data=mesh``: the user's mesh file (OBJ/PLY), normalised to the unit cube and rendered from
+    ``task.views``; the file is also the ground truth of the 3D metrics.
+
+    Args:
+        path: the OBJ or PLY file.
+    """
+
+    has_shape = True  # a ground-truth surface for chamfer, F-score and 3D IoU
+
+    def __init__(self, path: str | None):
+        if not path:
+            raise ConfigError("data=mesh needs data.path=<OBJ or PLY file>")
+        self.path = str(path)
+
+    def views(self, renderer: Renderer, views: ViewConfig, fit: list[int]) -> Views:
+        """The mesh rendered by ``renderer`` from ``views``; ``fit`` indexes the fitted views, the rest are held out."""
+        return mesh_views(renderer, views, fit, self.path)
+
+
+class Photos:
+    """``data=photo``: the user's image(s) of one object, every one fitted, with silhouettes and cameras.
+
+    Args:
+        image: PNG/JPG file, or a list of them (one per view, all of one size).
+        mask: mask file(s) (white = object) in the same order; None = each image's alpha channel.
+        camera: YAML/JSON camera file (:func:`load_cameras`); None = the first cameras of ``task.views``.
+        gt_mesh: optional OBJ/PLY of the object, for the 3D metrics (else the main metric is the silhouette IoU).
+    """
+
+    def __init__(self, image: str | list[str] | None, mask: str | list[str] | None = None, camera: str | None = None,
+                 gt_mesh: str | None = None):
+        if not image:
+            raise ConfigError("data=photo needs data.image=<PNG/JPG file> (or a list of files)")
+        self.images = list(image) if isinstance(image, (list, tuple)) else [image]
+        self.masks = None if mask is None else list(mask) if isinstance(mask, (list, tuple)) else [mask]
+        self.camera, self.gt_mesh = camera, gt_mesh
+        self.has_shape = gt_mesh is not None
+
+    def views(self, renderer: Renderer, views: ViewConfig, fit: list[int]) -> Views:
+        """The images with their cameras (``renderer`` and ``fit`` are unused: every image is fitted)."""
+        return image_views(self.images, self.masks, self.camera, views, self.gt_mesh)
 
 
 def category_dataset(renderer: Renderer, views: ViewConfig, categories: list[str],
@@ -327,7 +374,7 @@ def category_dataset(renderer: Renderer, views: ViewConfig, categories: list[str
     """
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
-        raise ConfigError(f"data.categories must be taken from {', '.join(CATEGORIES)}, got {categories}")
+        raise ConfigError(f"task.embedded.categories must be taken from {', '.join(CATEGORIES)}, got {categories}")
     cameras = views.cameras()
     out = {}
     for split_index, (split, n) in enumerate(sizes.items()):

@@ -22,14 +22,9 @@ from runner.logging import Logger
 from runner.losses.silhouette import soft_iou
 from runner.losses.weights import loss_weights
 from runner.render.base import Renderer
+from runner.task import check_data_source
 from tasks.single_view_recon import metrics
-from tasks.single_view_recon.data import (
-    Views,
-    embedded_views,
-    image_views,
-    mesh_views,
-    render_views,
-)
+from tasks.single_view_recon.data import MeshFile, Photos, Views, embedded_views, render_views
 from tasks.single_view_recon.models import deform, smoothing_operator
 from tasks.single_view_recon.remesh import icosphere_faces, level_size, subdivide
 from tasks.single_view_recon.task import PRIORS, ReconTask, labelled_row, prior_terms, with_sigma
@@ -47,10 +42,9 @@ class FitRecon(ReconTask):
         views: :class:`~tasks.single_view_recon.data.ViewConfig` keys (image size, fov, distance, elevation,
             azimuth) of the target views.
         fit: indices of the views used for fitting; the others are held out.
-        data: embedded object: ``category`` and ``seed``.
-        input: the user's data: ``mesh`` (OBJ/PLY rendered from ``views``), or ``image`` (file or list),
-            ``mask`` (file(s) or null for the alpha channel), ``camera`` (YAML/JSON or null for ``views``)
-            and ``gt_mesh`` (optional, for the metrics).
+        data: the user's data source (``data=mesh``: :class:`~tasks.single_view_recon.data.MeshFile`,
+            ``data=photo``: :class:`~tasks.single_view_recon.data.Photos`); None = the embedded object.
+        embedded: the embedded object fitted when ``data`` is None: ``category`` and ``seed``.
         losses: loss weights (term -> weight >= 0): silhouette (soft IoU), rgb (mean absolute error), laplacian, edge,
             flatten, normal.
         views_per_step: fit views rendered per step (a random subset when fewer than the fit views).
@@ -78,8 +72,8 @@ class FitRecon(ReconTask):
         gt_renderer: Renderer,
         views: dict,
         fit: list[int],
-        data: dict,
-        input: dict,
+        data: MeshFile | Photos | None,
+        embedded: dict,
         losses: dict,
         views_per_step: int = 1,
         optimize_color: bool = True,
@@ -124,15 +118,11 @@ class FitRecon(ReconTask):
         self.losses = loss_weights(losses, ("silhouette", "rgb", *PRIORS))
         if views_per_step < 1:
             raise ConfigError(f"task.views_per_step must be >= 1, got {views_per_step}")
-        unknown = sorted(set(input) - {"mesh", "image", "mask", "camera", "gt_mesh"})
-        if unknown:
-            raise ConfigError(f"task.input: unknown key(s) {unknown}; use mesh, image, mask, camera, gt_mesh")
-        if input.get("mesh") and input.get("image"):
-            raise ConfigError("give either input.mesh or input.image, not both")
-        self.fit_views, self.data_config, self.input = list(fit), dict(data), dict(input)
+        check_data_source(data, (MeshFile, Photos), "single_view_recon", "data=mesh or data=photo (null: embedded)")
+        self.fit_views, self.data, self.embedded = list(fit), data, dict(embedded)
         self.views_per_step = views_per_step
         self.optimize_color = optimize_color
-        if input.get("image") and not input.get("gt_mesh"):
+        if data is not None and not data.has_shape:
             self.metric = "silhouette_iou"  # nothing to compare a 3D shape with
         # Parameters are sized for the finest level; level l uses their first V_l rows (remesh.py).
         V = level_size(template_level + len(self.subdivide_at))
@@ -150,16 +140,10 @@ class FitRecon(ReconTask):
 
     # ------------------------------------------------------------------ data
     def load_views(self) -> Views:
-        inp, v = self.input, self.view_config
-        if inp.get("image"):
-            images = inp["image"] if isinstance(inp["image"], list) else [inp["image"]]
-            masks = inp.get("mask")
-            masks = None if masks is None else masks if isinstance(masks, list) else [masks]
-            return image_views(images, masks, inp.get("camera"), v, inp.get("gt_mesh"))
-        if inp.get("mesh"):
-            return mesh_views(self.gt_renderer, v, self.fit_views, inp["mesh"])
+        if self.data is not None:
+            return self.data.views(self.gt_renderer, self.view_config, self.fit_views)
         return embedded_views(
-            self.gt_renderer, v, self.fit_views, self.data_config["category"], int(self.data_config["seed"])
+            self.gt_renderer, self.view_config, self.fit_views, self.embedded["category"], int(self.embedded["seed"])
         )
 
     def setup(self, device: torch.device) -> None:

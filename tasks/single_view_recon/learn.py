@@ -30,7 +30,8 @@ class LearnRecon(ReconTask):
         renderer: the differentiable renderer trained through (``renderer=soft_mesh``).
         gt_renderer: renders the data set and evaluation silhouettes (hard, supersampled).
         views: :class:`~tasks.single_view_recon.data.ViewConfig` keys of every object's views.
-        data: ``categories`` (list), objects per category ``train``, ``val``, ``test``, and ``seed``.
+        embedded: the embedded data set: ``categories`` (list), objects per category ``train``, ``val``, ``test``,
+            and ``seed``.
         losses: loss weights (term -> weight >= 0): silhouette (soft IoU, both views), laplacian, edge, flatten, normal.
         batch_size: objects per step (each seen from two random views): the global batch of a data-parallel
             run (``torchrun --nproc_per_node=N``), where each process trains on batch_size / N objects and
@@ -62,7 +63,7 @@ class LearnRecon(ReconTask):
 
     data_parallel = True  # loss() draws the global batch and keeps its share (runner.distributed)
 
-    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, data: dict,
+    def __init__(self, renderer: Renderer, gt_renderer: Renderer, views: dict, embedded: dict,
                  losses: dict, batch_size: int = 8, latent: int = 256, sharpen_from: float | None = None,
                  sharpen_sigma: float | None = None, refine_steps: int = 0, refine_lr: float = 0.01,
                  refine_sigma: float | None = 1e-4, template_level: int = 3,
@@ -85,16 +86,16 @@ class LearnRecon(ReconTask):
         self.sharpen_from = sharpen_from
         self.sharp_renderer = None if sharpen_sigma is None else with_sigma(renderer, sharpen_sigma, "sharpen_sigma")
         self.sharp_from_step: int | None = None  # set by plan(): the first step with the sharp renderer
-        self.data_config = dict(data)
+        self.embedded = dict(embedded)
         for split in ("train", "val", "test"):
-            if int(self.data_config.get(split, 0)) < 1:
-                raise ConfigError(f"task.data.{split} must be >= 1 objects per category")
+            if int(self.embedded.get(split, 0)) < 1:
+                raise ConfigError(f"task.embedded.{split} must be >= 1 objects per category")
         self.net = ReconNet(self.template_verts.shape[0], self.view_config.image_size, latent)
 
     # ------------------------------------------------------------------ data
     def setup(self, device: torch.device) -> None:
         super().setup(device)
-        d = self.data_config
+        d = self.embedded
         self.splits = category_dataset(self.gt_renderer, self.view_config,
                                        list(d["categories"]), {s: int(d[s]) for s in ("train", "val", "test")},
                                        int(d["seed"]))
@@ -129,7 +130,7 @@ class LearnRecon(ReconTask):
         return score(mean > best, test)
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.data_config["train"] * len(self.data_config["categories"]) / self.batch_size)
+        return math.ceil(self.embedded["train"] * len(self.embedded["categories"]) / self.batch_size)
 
     # ------------------------------------------------------------------ training
     def param_groups(self) -> dict[str, list[Tensor]]:
@@ -193,7 +194,7 @@ class LearnRecon(ReconTask):
     def first_per_category(self, split: str, k: int) -> Tensor:
         """Indices of the first ``k`` objects of each category of a split, category by category."""
         labels = self.splits[split]["category"]
-        return torch.cat([torch.nonzero(labels == c)[:k, 0] for c in range(len(self.data_config["categories"]))])
+        return torch.cat([torch.nonzero(labels == c)[:k, 0] for c in range(len(self.embedded["categories"]))])
 
     def split_metrics(self, split: str, surface: bool, objects: Tensor | None = None,
                       verts: Tensor | None = None) -> dict[str, float]:
@@ -213,7 +214,7 @@ class LearnRecon(ReconTask):
                 chamfers.append(s["chamfer"])
                 fscores.append(s["fscore"])
         out = {name: float(np.mean([iou[name] for iou in ious])) for name in metrics.IOU_METRICS}
-        categories = list(self.data_config["categories"])
+        categories = list(self.embedded["categories"])
         if len(categories) > 1:
             labels = self.splits[split]["category"][objects].numpy()
             per_object = np.array([iou["iou_3d"] for iou in ious])
@@ -273,7 +274,7 @@ class LearnRecon(ReconTask):
         val = self.split_metrics("val", surface=False)
         # as many training objects as test objects per category: the gap to iou_3d is the overfitting
         train = self.split_metrics("train", surface=False,
-                                   objects=self.first_per_category("train", int(self.data_config["test"])))
+                                   objects=self.first_per_category("train", int(self.embedded["test"])))
         if self.refine_steps:
             refined = self.split_metrics("test", surface=True, verts=self.refine("test"))
             test.update({f"{k}_refined": v for k, v in refined.items()})

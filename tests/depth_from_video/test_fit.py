@@ -12,7 +12,7 @@ import torch
 
 from runner.geometry.cameras import PinholeCamera
 from runner.render.raycast import RaycastRenderer
-from tasks.depth_from_video.data import Sequence, Splits, StreetVideos
+from tasks.depth_from_video.data import Sequence, Splits, StreetVideos, VideoSource
 from tasks.depth_from_video.fit import FitVideo
 from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 from tests.conftest import dwx_env, read_metrics, run_dwx
@@ -20,7 +20,7 @@ from tests.conftest import dwx_env, read_metrics, run_dwx
 SIZE = (32, 96)
 
 
-class OneVideo:
+class OneVideo(VideoSource):
     """A data source of one in-memory video."""
 
     def __init__(self, seq: Sequence):

@@ -202,7 +202,7 @@ def test_single_view_recon_fits_through_mitsuba_from_the_cli(tmp_path):
         "task=single_view_recon",
         "renderer=mitsuba",
         "threads=1",
-        "task.data.category=table",
+        "task.embedded.category=table",
         "task.views.image_size=32",
         "task.views.azimuth=4",
         "task.fit=[0,1]",

@@ -169,7 +169,7 @@ def test_mesh_with_nan_or_inf_vertices_is_refused(tmp_path, suffix, bad):
     (mesh_io.save_obj if suffix == ".obj" else mesh_io.save_ply)(path, (verts, faces))
     with pytest.raises(ValueError, match="vertex 6 is not finite"):
         mesh_io.load_mesh(path)
-    with pytest.raises(InputError, match=f"^input.mesh: cannot read {path}: vertex 6 is not finite .*fix or remove it"):
+    with pytest.raises(InputError, match=f"^data.path: cannot read {path}: vertex 6 is not finite .*fix or remove it"):
         load_mesh(path)
 
 
@@ -205,12 +205,13 @@ def test_nan_mesh_is_one_line_before_the_fit(tmp_path):
     out = run_dwx(
         "run",
         "experiment=recon_tiny_fit",
-        f"task.input.mesh={tmp_path / 'm.obj'}",
+        "data=mesh",
+        f"data.path={tmp_path / 'm.obj'}",
         "loop.steps=2",
         "logger=none",
         f"hydra.run.dir={tmp_path / 'run'}",
     )
-    _one_line_exit_2(out, "input.mesh: cannot read", "vertex 1 is not finite", "fix or remove it")
+    _one_line_exit_2(out, "data.path: cannot read", "vertex 1 is not finite", "fix or remove it")
 
 
 # ============================================================================ dwx data export

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import get_class, instantiate
 
 from runner.cli import CONFIG_DIR
-from runner.errors import ConfigError
+from runner.errors import ConfigError, find_user_error
 from runner.listing import option_targets
 from runner.logging import NullLogger
 from runner.loop import Loop
@@ -100,7 +100,7 @@ def test_a_key_the_chosen_backend_does_not_take_is_refused_by_name(overrides, me
     [
         (["task=single_view_recon", "physics=rigid"], "physics"),
         (["task=depth_from_video", "physics=rigid"], "physics"),
-        (["task=single_view_recon", "data=streets"], "data"),
+        (["task=single_view_recon", "mode=learn", "data=mesh"], "data"),  # learns from its embedded categories
         (["task=depth_from_video", "data=seven_scenes", "renderer=raycast"], "renderer"),  # the 7-Scenes are read
     ],
 )
@@ -113,3 +113,21 @@ def test_a_backend_or_data_the_task_does_not_use_is_refused(overrides, group):
     )
     validate(compose_config(overrides[:-1]), chosen_groups(overrides[:-1]))  # without it: fine
 
+
+
+@pytest.mark.parametrize(
+    "overrides, takes",
+    [
+        (["task=single_view_recon", "data=streets"], "task=single_view_recon takes data=mesh or data=photo"),
+        (["task=depth_from_video", "data=mesh", "data.path=thing.obj"], "task=depth_from_video takes a video"),
+        (["task=depth_from_video", "mode=fit", "data=photo", "data.image=x.png"], "task=depth_from_video takes a video"),
+        (["task=physical_params", "data=streets"], "task=physical_params takes its scene's generated video"),
+    ],
+)
+def test_another_tasks_data_source_is_refused_when_the_task_is_built(overrides, takes):
+    """Both tasks interpolate ${data}, so the choice passes validation; the task names what it reads."""
+    with pytest.raises(Exception) as error:
+        instantiate(compose_config(overrides).task, _convert_="all")
+    cause = find_user_error(error.value)
+    assert isinstance(cause, ConfigError) and str(cause).startswith(takes), error.value
+    assert str(cause).endswith("is another task's data source")

@@ -44,7 +44,7 @@ def test_fit_recovers_an_ellipsoid_from_its_silhouettes(tmp_path, env):
     path = tmp_path / "ellipsoid.obj"
     save_obj(path, ellipsoid((0.5, 0.3, 0.2), level=3))
     run_dir = tmp_path / "run"
-    out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", f"task.input.mesh={path}",
+    out = run_dwx("run", "task=single_view_recon", "threads=1", "mode=fit", "data=mesh", f"data.path={path}",
                   "task.views.image_size=48", "task.views.azimuth=6", "task.fit=[0,1,2,3,4]", "task.views_per_step=5",
                   "renderer.sigma=5e-5", "task.smoothing=10", "task.losses.rgb=0", "task.optimize_color=false",
                   "task.num_points=3000",
@@ -84,10 +84,10 @@ def test_bad_inputs_give_one_line_errors(tmp_path, env):
     iio.imwrite(tmp_path / "empty_mask.png", np.zeros((32, 32), np.uint8))
     (tmp_path / "broken.obj").write_text("v 0 0 0\nf 1 2 3\n")
     base = ["run", "task=single_view_recon", "threads=1", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"]
-    image = [f"task.input.image={tmp_path / 'img.png'}", "task.views.image_size=32"]
-    line = _error(run_dwx(*base, *image, f"task.input.mask={tmp_path / 'small_mask.png'}", env=env))
-    assert "is 16x16 but input.image" in line
-    line = _error(run_dwx(*base, *image, f"task.input.mask={tmp_path / 'empty_mask.png'}", env=env))
+    image = ["data=photo", f"data.image={tmp_path / 'img.png'}", "task.views.image_size=32"]
+    line = _error(run_dwx(*base, *image, f"data.mask={tmp_path / 'small_mask.png'}", env=env))
+    assert "is 16x16 but data.image" in line
+    line = _error(run_dwx(*base, *image, f"data.mask={tmp_path / 'empty_mask.png'}", env=env))
     assert "empty" in line
-    line = _error(run_dwx(*base, f"task.input.mesh={tmp_path / 'broken.obj'}", env=env))
-    assert "input.mesh: cannot read" in line and "broken.obj" in line
+    line = _error(run_dwx(*base, "data=mesh", f"data.path={tmp_path / 'broken.obj'}", env=env))
+    assert "data.path: cannot read" in line and "broken.obj" in line

@@ -45,7 +45,8 @@ def _fit_task(tmp_path, monkeypatch, *overrides):
     cfg = compose_config(
         [
             "task=single_view_recon",
-            f"task.input.mesh={_thin_shape(tmp_path / 'l.obj')}",
+            "data=mesh",
+            f"data.path={_thin_shape(tmp_path / 'l.obj')}",
             "task.views.image_size=40",
             "task.views.azimuth=[30,120,210,300]",
             "task.fit=[0]",

@@ -11,7 +11,15 @@ import torch
 
 from runner.errors import ConfigError, InputError
 from runner.geometry.cameras import PinholeCamera
-from tasks.single_view_recon.data import ViewConfig, image_views, load_cameras, load_image, load_mesh
+from tasks.single_view_recon.data import (
+    MeshFile,
+    Photos,
+    ViewConfig,
+    image_views,
+    load_cameras,
+    load_image,
+    load_mesh,
+)
 
 
 def _disc(size=32, radius=8):
@@ -45,7 +53,7 @@ def test_separate_mask_file(tmp_path):
 def test_mask_of_another_size_is_rejected(tmp_path):
     iio.imwrite(tmp_path / "img.png", np.zeros((32, 32, 3), np.uint8))
     iio.imwrite(tmp_path / "mask.png", _disc(size=48))
-    with pytest.raises(InputError, match="mask .* is 48x48 but input.image .* is 32x32"):
+    with pytest.raises(InputError, match="mask .* is 48x48 but data.image .* is 32x32"):
         load_image(str(tmp_path / "img.png"), str(tmp_path / "mask.png"))
 
 
@@ -58,7 +66,7 @@ def test_empty_mask_is_rejected(tmp_path):
 
 def test_image_without_alpha_or_mask_is_rejected(tmp_path):
     iio.imwrite(tmp_path / "img.png", np.zeros((32, 32, 3), np.uint8))
-    with pytest.raises(InputError, match="no alpha channel; give input.mask"):
+    with pytest.raises(InputError, match="no alpha channel; give data.mask"):
         load_image(str(tmp_path / "img.png"), None)
 
 
@@ -69,7 +77,7 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_image(str(tmp_path / "missing.png"), None)
     (tmp_path / "broken.obj").write_text("v 0 0 0\nf 1 2 7\n")
-    with pytest.raises(InputError, match="input.mesh: cannot read"):
+    with pytest.raises(InputError, match="data.path: cannot read"):
         load_mesh(tmp_path / "broken.obj")
     (tmp_path / "mesh.stl").write_text("solid")
     with pytest.raises(InputError, match="not an OBJ or PLY"):
@@ -112,3 +120,12 @@ def test_view_config_checks_lengths():
     assert ViewConfig(azimuth=24).cameras().batch_size == 24
     with pytest.raises(ConfigError, match="elevation has 2 values but views.azimuth 3"):
         ViewConfig(elevation=[10.0, 20.0], azimuth=[0.0, 1.0, 2.0]).cameras()
+
+
+def test_the_data_sources_ask_for_their_file():
+    with pytest.raises(ConfigError, match=r"^data=mesh needs data.path=<OBJ or PLY file>$"):
+        MeshFile(None)
+    with pytest.raises(ConfigError, match=r"^data=photo needs data.image="):
+        Photos(None)
+    assert Photos("a.png").has_shape is False and Photos("a.png", gt_mesh="b.obj").has_shape is True
+    assert Photos(["a.png", "b.png"], mask=["a_mask.png", "b_mask.png"]).masks == ["a_mask.png", "b_mask.png"]
