@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     p_report = sub.add_parser("report", help="table of final metrics of a run, a sweep or all of outputs/")
     p_report.add_argument("path", nargs="?", default="outputs", help="run folder, sweep folder or outputs/")
     p_report.add_argument("--format", choices=("markdown", "csv", "json"), default="markdown")
-    task_commands = _task_commands(sub)
+    from runner.predict import add_parser as add_predict  # light: the predictor is imported when it runs
+
+    task_commands = {"predict": add_predict(sub), **_task_commands(sub)}
 
     # `dwx run` passes everything after it to Hydra untouched, so split argv by hand.
     if "run" in argv:
@@ -157,10 +159,15 @@ def _export_data(out: Path, overrides: list[str]) -> int:
 
 def _task_commands(subparsers) -> dict:
     """``{name: run}`` of the subcommands tasks register under the ``dwx.commands`` entry-point group (e.g.
-    depth_from_video's ``predict``, in pyproject.toml): each entry adds its parser and returns its runner."""
+    depth_from_video's ``export``, in pyproject.toml): each entry adds its parser and returns its runner. An entry
+    named like a command dwx has itself (``predict`` of an install older than ``dwx.predictors``) is skipped."""
     from importlib.metadata import entry_points
 
-    return {entry.name: entry.load()(subparsers) for entry in entry_points(group="dwx.commands")}
+    return {
+        entry.name: entry.load()(subparsers)
+        for entry in entry_points(group="dwx.commands")
+        if entry.name not in subparsers.choices
+    }
 
 
 def run(args: list[str]) -> int:

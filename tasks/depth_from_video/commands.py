@@ -1,5 +1,6 @@
 """The subcommands depth_from_video adds to ``dwx`` (registered under the ``dwx.commands`` entry-point group in
-pyproject.toml, so the CLI itself imports no task).
+pyproject.toml, so the CLI itself imports no task). ``dwx predict`` is dwx's own command, which serves this task
+through the ``dwx.predictors`` entry point :func:`tasks.depth_from_video.predict.predict_run`.
 
 A command is a function ``add(subparsers) -> run``: it adds its parser to ``dwx``'s subparsers and returns the
 function that runs it on the parsed arguments and returns the exit code. This module imports nothing heavy, so
@@ -11,23 +12,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-
-
-def predict(subparsers) -> Callable[[argparse.Namespace], int]:
-    """``dwx predict RUN_DIR INPUT [--out DIR]``: a trained depth network on new frames or a video."""
-    parser = subparsers.add_parser("predict", help="run a trained depth_from_video model on frames or a video")
-    parser.add_argument("run_dir", type=Path, help="the run folder of a finished training run")
-    parser.add_argument("input", type=Path, help="a folder of frames or a video file")
-    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
-
-    def run(args: argparse.Namespace) -> int:
-        from tasks.depth_from_video.predict import predict_video
-
-        n = predict_video(args.run_dir, args.input, args.out)
-        print(f"wrote depth for {n} frames to {args.out}")
-        return 0
-
-    return run
 
 
 def export(subparsers) -> Callable[[argparse.Namespace], int]:

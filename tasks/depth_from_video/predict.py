@@ -1,4 +1,5 @@
-"""Run a trained depth network on a new video: ``dwx predict RUN_DIR INPUT --out DIR``.
+"""Run a trained depth network on a new video: ``dwx predict RUN_DIR INPUT --out DIR`` (:func:`predict_run`, this
+task's ``dwx.predictors`` entry point; the command itself is :mod:`runner.predict`).
 
 A run folder is data, never code: its ``.hydra/config.yaml`` is read without resolving interpolations,
 ``task.depth_net`` may only name one of dwx's own networks (:data:`DEPTH_NETS`, by the exact ``_target_``)
@@ -9,15 +10,15 @@ nothing in the folder is instantiated. The weights are read with ``weights_only=
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from runner.errors import InputError, first_line
+from runner.predict import describe, load_config, matches, plain, show
 from tasks.depth_from_video.artifacts import write_depth_maps
 from tasks.depth_from_video.data import read_frames_at
 from tasks.depth_from_video.models import DepthNet, disp_to_depth
@@ -34,22 +35,11 @@ def read_run(run_dir: Path) -> tuple[DictConfig, dict]:
         raise InputError(
             f"{run_dir} is not a finished depth_from_video run (needs .hydra/config.yaml and artifacts/weights.pt)"
         )
-    cfg = _load_config(config)
+    cfg = load_config(config)
     target = plain(cfg, "task", "_target_")
     if target != TASK_TARGET:
-        raise InputError(f"{run_dir} is a run of {_show(target)}, not of task=depth_from_video")
+        raise InputError(f"{run_dir} is a run of {show(target)}, not of task=depth_from_video")
     return cfg, _load_weights(weights)
-
-
-def _load_config(path: Path) -> DictConfig:
-    """``path`` as a config mapping; a file YAML cannot read, or that is not a mapping, is an InputError."""
-    try:
-        cfg = OmegaConf.load(path)
-    except Exception as e:  # YAML syntax, duplicate keys, bad encoding: say which, not a parser traceback
-        raise InputError(f"{path}: not a readable config: {first_line(e)}") from e
-    if not isinstance(cfg, DictConfig):
-        raise InputError(f"{path}: expected a mapping of config keys, got a {type(cfg).__name__}")
-    return cfg
 
 
 def _load_weights(path: Path) -> dict:
@@ -61,18 +51,10 @@ def _load_weights(path: Path) -> dict:
     if (
         not isinstance(state, dict)
         or not isinstance(state.get("depth_net"), dict)
-        or not all(_matches(state.get(k), float) for k in ("min_depth", "max_depth"))
+        or not all(matches(state.get(k), float) for k in ("min_depth", "max_depth"))
     ):
         raise InputError(f"{path}: not the weights.pt of a depth_from_video run (depth_net, min_depth, max_depth)")
     return state
-
-
-def plain(cfg: DictConfig, *keys: str) -> object:
-    """The value at ``cfg[keys[0]][keys[1]]...`` as plain Python (interpolations kept as text); None if absent."""
-    node = OmegaConf.to_container(cfg, resolve=False)
-    for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
 
 
 def build_depth_net(spec: object) -> nn.Module:
@@ -82,66 +64,29 @@ def build_depth_net(spec: object) -> nn.Module:
     constructor does not take, or a value of the wrong type (nested configs and ``_target_`` included).
     """
     if not isinstance(spec, dict):
-        raise InputError(f"task.depth_net must be a mapping with a _target_, got {_show(spec)}")
+        raise InputError(f"task.depth_net must be a mapping with a _target_, got {show(spec)}")
     kwargs = dict(spec)
     target = kwargs.pop("_target_", None)
     if not isinstance(target, str) or target not in DEPTH_NETS:
         raise InputError(
-            f"task.depth_net._target_ is {_show(target)}, not one of dwx's networks ({', '.join(DEPTH_NETS)})"
+            f"task.depth_net._target_ is {show(target)}, not one of dwx's networks ({', '.join(DEPTH_NETS)})"
         )
     cls = DEPTH_NETS[target]
     params, hints = inspect.signature(cls).parameters, typing.get_type_hints(cls.__init__)
     for key, value in kwargs.items():
         if key not in params:
             raise InputError(f"task.depth_net.{key}: {target} takes no such argument (it takes {', '.join(params)})")
-        if not _matches(value, hints[key]):
-            raise InputError(f"task.depth_net.{key} must be {_describe(hints[key])}, got {_show(value)}")
+        if not matches(value, hints[key]):
+            raise InputError(f"task.depth_net.{key} must be {describe(hints[key])}, got {show(value)}")
     return cls(**kwargs)
 
 
 def image_size(cfg: DictConfig) -> tuple[int, int]:
     """``data.image_size`` of the run, (H, W): two positive integers."""
     size = plain(cfg, "data", "image_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(_matches(s, int) and s > 0 for s in size)):
-        raise InputError(f"data.image_size must be two positive integers [H, W], got {_show(size)}")
+    if not (isinstance(size, list) and len(size) == 2 and all(matches(s, int) and s > 0 for s in size)):
+        raise InputError(f"data.image_size must be two positive integers [H, W], got {show(size)}")
     return size[0], size[1]
-
-
-def _matches(value: object, annotation: object) -> bool:
-    """Whether a plain config value fits a constructor annotation: bool, int, float (ints too), str, None,
-    a Literal, a union of these, or a homogeneous list / ``tuple[X, ...]`` (given as a list) of them."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation in (bool, str, type(None)):
-        return type(value) is annotation
-    if annotation in (int, float):
-        return type(value) is int or (annotation is float and type(value) is float)
-    if origin is typing.Literal:
-        return any(type(value) is type(a) and value == a for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if origin is list or (origin is tuple and args[1:] == (Ellipsis,)):
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
-    return False  # any other annotation: no value from a run folder is accepted for it
-
-
-def _describe(annotation: object) -> str:
-    """An annotation in words, for error messages (``tuple[int, ...]`` -> "a list of int")."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " or ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin in (list, tuple):
-        return f"a list of {_describe(args[0])}"
-    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
-
-
-def _show(value: object, limit: int = 80) -> str:
-    """``repr(value)`` cut to one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 
 
 class DepthModel(nn.Module):
@@ -186,3 +131,15 @@ def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 1
         depth = torch.cat([model(chunk) for chunk in torch.split(frames, batch)])[:, 0]
     write_depth_maps(depth, out_dir)
     return len(frames)
+
+
+def predict_run(run_dir: Path, inputs: list[Path], out_dir: Path) -> str:
+    """``dwx predict`` on a depth_from_video run (the ``dwx.predictors`` entry point): depth of every frame of one
+    input, a folder of frames or a video (:func:`predict_video`); returns the line the command prints."""
+    if len(inputs) != 1:
+        raise InputError(
+            f"depth_from_video predicts one input at a time, a folder of frames or a video; got {len(inputs)} "
+            f"({', '.join(show(str(p), 40) for p in inputs[:3])}{', ...' if len(inputs) > 3 else ''})"
+        )
+    n = predict_video(run_dir, inputs[0], out_dir)
+    return f"wrote depth for {n} frames to {out_dir}"

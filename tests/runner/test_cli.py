@@ -24,8 +24,9 @@ def test_help_and_list():
 
 
 def test_tasks_register_their_commands_and_the_cli_imports_no_task():
-    """A task's subcommand (depth_from_video's predict) comes from the dwx.commands entry points; building the
-    parser imports only the light registration module, neither a task's code nor torch."""
+    """A task's subcommand (depth_from_video's export) comes from the dwx.commands entry points, and dwx predict
+    finds each task's predictor through dwx.predictors only when it runs; building the parser imports only the light
+    registration module, neither a task's code nor torch."""
     probe = (
         "import sys\nfrom runner import cli\n"
         "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
@@ -33,7 +34,7 @@ def test_tasks_register_their_commands_and_the_cli_imports_no_task():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=dwx_env())
     assert out.returncode == 0, out.stderr
-    assert "predict" in out.stdout.split("options:")[0]  # listed among the subcommands
+    assert "predict" in out.stdout.split("options:")[0] and "export" in out.stdout.split("options:")[0]
     assert out.stdout.strip().splitlines()[-1] == "['tasks.depth_from_video', 'tasks.depth_from_video.commands']"
     out = run_dwx("predict", "--help")
     assert out.returncode == 0 and "RUN_DIR" in out.stdout.upper() and "--out" in out.stdout
