@@ -139,6 +139,10 @@ class Meshes:
         return Meshes(self.verts, self.faces, verts_colors, self.verts_uvs, self.faces_uvs, self.texture,
                       _cache=dict(self._cache))
 
+    def with_texture(self, verts_uvs: list[Tensor], faces_uvs: list[Tensor], texture: list[Tensor]) -> Meshes:
+        """Same vertices and faces, coloured by a UV texture (see the class attributes) instead of vertex colours."""
+        return Meshes(self.verts, self.faces, None, verts_uvs, faces_uvs, texture, _cache=dict(self._cache))
+
     def to(self, device) -> Meshes:
         def move(xs):
             return None if xs is None else [x.to(device) for x in xs]

@@ -33,8 +33,8 @@ class Rendered:
 
 # What a renderer draws, named by the scene types a task hands it: batched triangle meshes
 # (runner.geometry.meshes.Meshes), point clouds / particles (runner.render.splat.PointCloud), analytic primitives
-# (runner.render.raycast.PrimitiveScene).
-MESHES, POINTS, PRIMITIVES = "meshes", "points", "primitives"
+# (runner.render.raycast.PrimitiveScene); TEXTURED_MESHES: meshes coloured by a UV texture (Meshes.texture).
+MESHES, POINTS, PRIMITIVES, TEXTURED_MESHES = "meshes", "points", "primitives", "textured meshes"
 
 
 class Renderer(Protocol):

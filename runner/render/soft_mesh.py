@@ -15,7 +15,7 @@ from torch import Tensor
 
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
-from runner.render.base import MESHES, Rendered, supersample_average
+from runner.render.base import MESHES, TEXTURED_MESHES, Rendered, supersample_average
 from runner.render.shading import (
     DirectionalLight,
     albedo,
@@ -59,7 +59,7 @@ class SoftMeshRenderer:
             backward pass; bounds the memory of both.
     """
 
-    draws = frozenset({MESHES})
+    draws = frozenset({MESHES, TEXTURED_MESHES})
 
     def __init__(self, sigma: float = 1e-4, gamma: float = 1e-4, faces_per_pixel: int = 50, hard: bool = False,
                  supersample: int = 1, cull_backfaces: bool = False, znear: float = 0.01, zfar: float = 100.0,

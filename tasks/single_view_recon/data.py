@@ -216,7 +216,8 @@ def mesh_views(renderer: Renderer, views: ViewConfig, fit: list[int], path: str)
     return Views(data["rgb"], data["alpha"], cameras, fit, heldout, mesh, data["voxels"])
 
 
-def _read_image(path: str | Path, what: str) -> np.ndarray:
+def read_image(path: str | Path, what: str) -> np.ndarray:
+    """(H, W[, C]) float32 pixels in [0, 1] of an image file; InputError naming the key ``what`` that gave it."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"{what}: no such file {path}")
@@ -235,12 +236,12 @@ def load_image(image: str, mask: str | None) -> tuple[Tensor, Tensor]:
     Returns:
         rgb (H, W, 3) in [0, 1] with the background set to black, and mask (H, W) in [0, 1].
     """
-    pixels = _read_image(image, "data.image")
+    pixels = read_image(image, "data.image")
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, -1)
     rgb = torch.from_numpy(pixels[..., :3].copy())
     if mask is not None:
-        m = _read_image(mask, "data.mask")
+        m = read_image(mask, "data.mask")
         m = m[..., 0] if m.ndim == 3 else m
         if m.shape != tuple(rgb.shape[:2]):
             raise InputError(f"data.mask {mask} is {m.shape[1]}x{m.shape[0]} but data.image {image} is "

@@ -21,9 +21,9 @@ from runner.geometry.meshes import Meshes
 from runner.logging import Logger
 from runner.losses.silhouette import soft_iou
 from runner.losses.weights import loss_weights
-from runner.render.base import Renderer
+from runner.render.base import TEXTURED_MESHES, Renderer
 from runner.task import check_data_source
-from tasks.single_view_recon import metrics
+from tasks.single_view_recon import metrics, texture
 from tasks.single_view_recon.data import MeshFile, Photos, Views, embedded_views, render_views
 from tasks.single_view_recon.models import deform, smoothing_operator
 from tasks.single_view_recon.remesh import icosphere_faces, level_size, subdivide
@@ -48,7 +48,11 @@ class FitRecon(ReconTask):
         losses: loss weights (term -> weight >= 0): silhouette (soft IoU), rgb (mean absolute error), laplacian, edge,
             flatten, normal.
         views_per_step: fit views rendered per step (a random subset when fewer than the fit views).
-        optimize_color: also optimise per-vertex colours (else they stay grey).
+        optimize_color: also optimise the colours (per-vertex, or the texture; else they stay grey).
+        texture_size: ``[Ht, Wt]`` texels (Wt even) of a UV texture on the template (an equirectangular atlas,
+            :mod:`~tasks.single_view_recon.texture`) instead of per-vertex colours; ``"auto"`` = ``[H, 2H]`` of the
+            input images (about one texel per pixel) for ``data=photo`` when the renderer draws textures, else
+            per-vertex colours; None = per-vertex colours.
         template_level: icosphere subdivision level at the start (3: 642 vertices).
         subdivide_at: fractions of the run, in (0, 1), at each of which the template is subdivided 1-to-4 (its
             shape kept, the smooth parametrisation rebuilt); ``template_level + len(subdivide_at) <= 4``.
@@ -77,6 +81,7 @@ class FitRecon(ReconTask):
         losses: dict,
         views_per_step: int = 1,
         optimize_color: bool = True,
+        texture_size: list[int] | str | None = "auto",
         template_level: int = 3,
         template_radius: float = 0.4,
         smoothing: float = 0.0,
@@ -130,9 +135,13 @@ class FitRecon(ReconTask):
         self.log_scale = nn.Parameter(torch.zeros(1, 3))
         self.translation = nn.Parameter(torch.zeros(1, 3))
         self.color_logits = nn.Parameter(torch.zeros(1, V, 3), requires_grad=optimize_color)
+        self.texture_size = self._texture_size(texture_size, data, renderer)
+        self._uvs: tuple[int, Tensor, Tensor] | None = None  # (level, verts_uvs, faces_uvs) of _texture_uvs()
+        self.register_parameter("texture_logits", None)  # (Ht, Wt, 3), made in setup() when there is a texture
         base = torch.zeros(V, 3)
         base[: self.template_verts.shape[0]] = self.template_verts
         self.register_buffer("base", base)  # (V, 3) undeformed vertices of the current level (first V_l rows)
+        self.register_buffer("directions", base.clone())  # (V, 3) each vertex's direction on the sphere: its UV
         self.register_buffer("level", torch.tensor(template_level))  # current template level
         self.built_level = template_level  # the level the template, faces and smoothing operator were built for
         self.views: Views | None = None
@@ -158,8 +167,31 @@ class FitRecon(ReconTask):
             None if views.mesh is None else views.mesh.to(device),
             None if views.voxels is None else views.voxels.to(device),
         )
+        if self.texture_size == "auto":  # about one texel per pixel around the object's circumference
+            height = int(views.rgb.shape[1])
+            self.texture_size = [height, 2 * height]
+        if self.texture_size is not None:
+            logits = texture.initial_logits(self.texture_size, views.rgb[views.fit], views.mask[views.fit])
+            self.texture_logits = nn.Parameter(logits.to(device), requires_grad=self.optimize_color)
         with torch.no_grad():
             self.baseline = {f"baseline_{k}": v for k, v in self.evaluate().items() if k != "iou_3d_parity"}
+
+    @staticmethod
+    def _texture_size(size: list[int] | str | None, data: object, renderer: Renderer) -> list[int] | str | None:
+        """``texture_size`` checked; "auto" stays "auto" (sized in setup) for a photo, else it is None."""
+        draws_textures = TEXTURED_MESHES in getattr(renderer, "draws", ())
+        if size == "auto":
+            return "auto" if isinstance(data, Photos) and draws_textures else None
+        if size is None:
+            return None
+        if isinstance(size, str) or len(size) != 2 or size[0] < 1 or size[1] < 2 or size[1] % 2:
+            raise ConfigError(f"task.texture_size must be auto, null or [Ht, Wt] with Wt even, got {size}")
+        if not draws_textures:
+            raise ConfigError(
+                f"task.texture_size={list(size)} needs a renderer that draws UV textures (renderer=soft_mesh); "
+                f"{type(renderer).__name__} draws vertex colours: set task.texture_size=null"
+            )
+        return [int(size[0]), int(size[1])]
 
     def plan(self, total_steps: int) -> None:
         """Steps of the subdivisions and of the end of the sigma schedule."""
@@ -168,13 +200,26 @@ class FitRecon(ReconTask):
 
     # ------------------------------------------------------------------ optimisation
     def param_groups(self) -> dict[str, list[Tensor]]:
-        return {"offsets": [self.offsets], "pose": [self.log_scale, self.translation], "color": [self.color_logits]}
+        color = self.color_logits if self.texture_logits is None else self.texture_logits
+        return {"offsets": [self.offsets], "pose": [self.log_scale, self.translation], "color": [color]}
 
     def current(self) -> Meshes:
         self._build()
         V = self.template_verts.shape[0]
         verts = deform(self.template_verts, self.smooth @ self.offsets[:, :V], self.log_scale, self.translation)
-        return self.meshes(verts, torch.sigmoid(self.color_logits[:, :V]))
+        if self.texture_logits is None:
+            return self.meshes(verts, torch.sigmoid(self.color_logits[:, :V]))
+        verts_uvs, faces_uvs = self._texture_uvs()
+        image = texture.periodic(torch.sigmoid(self.texture_logits))
+        return self.meshes(verts).with_texture([verts_uvs], [faces_uvs], [image])
+
+    def _texture_uvs(self) -> tuple[Tensor, Tensor]:
+        """(3F, 2) texture coordinates and (F, 3) their indices for the current level's faces (cached per level)."""
+        level = int(self.level)
+        if self._uvs is None or self._uvs[0] != level:
+            V = self.template_verts.shape[0]
+            self._uvs = (level, *texture.sphere_uvs(self.directions[:V], self.template_faces))
+        return self._uvs[1], self._uvs[2]
 
     def _build(self) -> None:
         """Template vertices, faces and smoothing operator of the current level (after a subdivision or a resume)."""
@@ -198,7 +243,9 @@ class FitRecon(ReconTask):
         shape = self.template_verts + self.smooth @ self.offsets[0, :V]  # (V, 3) undeformed coordinates
         finer, _ = subdivide(shape, self.template_faces, int(self.level))
         colors, _ = subdivide(self.color_logits[0, :V], self.template_faces, int(self.level))
+        directions, _ = subdivide(self.directions[:V], self.template_faces, int(self.level))
         self.base[: finer.shape[0]] = finer
+        self.directions[: finer.shape[0]] = directions
         self.color_logits[0, : finer.shape[0]] = colors
         self.offsets.zero_()
         self.level += 1
@@ -223,7 +270,11 @@ class FitRecon(ReconTask):
         w = self.losses
         terms = {"silhouette": w["silhouette"] * soft_iou(out.alpha, self.views.mask[idx])}
         if w["rgb"] > 0 and self.optimize_color:
-            terms["rgb"] = w["rgb"] * (out.rgb - self.views.rgb[idx]).abs().mean()
+            error = (out.rgb - self.views.rgb[idx]).abs()  # (N, H, W, 3)
+            if self.texture_logits is not None:  # the object's pixels only: the background would paint the
+                mask = self.views.mask[idx][..., None]  # texels at the silhouette's border (grazing faces) black
+                error = error * mask / mask.mean().clamp(min=1e-6)
+            terms["rgb"] = w["rgb"] * error.mean()
         return {**terms, **prior_terms(mesh, w, self.laplacian)}
 
     # ------------------------------------------------------------------ evaluation
@@ -233,8 +284,10 @@ class FitRecon(ReconTask):
 
     def evaluate(self) -> dict[str, float]:
         v, mesh = self.views, self.current()
-        _, alpha = self.render_eval(mesh, v.fit)
+        rgb, alpha = self.render_eval(mesh, v.fit)
         out = {"silhouette_iou": metrics.silhouette_iou(alpha, v.mask[v.fit])}
+        if self.optimize_color:
+            out["color_error"] = metrics.color_error(rgb, v.rgb[v.fit], v.mask[v.fit])
         if v.heldout:
             _, alpha = self.render_eval(mesh, v.heldout)
             out["silhouette_iou_heldout"] = metrics.silhouette_iou(alpha, v.mask[v.heldout])
@@ -265,7 +318,11 @@ class FitRecon(ReconTask):
                     "fitted colours": rgb,
                 }
                 logger.images(f"{tag}/target_vs_silhouette_vs_rgb", labelled_row(columns), step)
-        logger.mesh("mesh", mesh.verts[0], mesh.faces[0], mesh.verts_colors[0], step)
+        if mesh.texture is None:
+            colors = mesh.verts_colors[0]
+        else:  # TensorBoard's mesh plugin shows vertex colours
+            colors = texture.vertex_colors(mesh.texture[0], self.directions[: len(mesh.verts[0])])
+        logger.mesh("mesh", mesh.verts[0], mesh.faces[0], colors, step)
         logger.video("turntable", self.turntable(mesh), step)
 
     def save(self, out_dir: Path) -> None:

@@ -54,3 +54,13 @@ def silhouette_iou(alpha: Tensor, mask: Tensor) -> float:
     inter = (a & m).flatten(1).sum(1).float()
     union = (a | m).flatten(1).sum(1).float().clamp(min=1)
     return float((inter / union).mean())
+
+
+def color_error(rgb: Tensor, target: Tensor, mask: Tensor) -> float:
+    """Mean absolute colour error over the target's object pixels (``mask > 0.5``), in [0, 1].
+
+    Args:
+        rgb: (B, H, W, 3) rendered images; target: (B, H, W, 3) the images fitted; mask: (B, H, W) their silhouettes.
+    """
+    inside = (mask > 0.5)[..., None].float()
+    return float(((rgb - target).abs() * inside).sum() / (3 * inside.sum()).clamp(min=1))
