@@ -34,6 +34,7 @@ from runner.geometry.cameras import PinholeCamera
 from runner.geometry.transforms import invert_rigid
 from runner.render.raycast import RaycastRenderer
 from runner.task import check_data_source
+from tasks.depth_from_video.metric_scale import check_metric_hints
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
@@ -115,7 +116,21 @@ def rescale_K(K: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -
 
 class VideoSource:
     """A data source of depth_from_video: :meth:`load` gives the train / test splits; :meth:`export` writes them
-    in open formats (what ``dwx data export`` runs, for any source that has it)."""
+    in open formats (what ``dwx data export`` runs, for any source that has it).
+
+    Attributes:
+        camera_height, baseline_m: one length the user knows [m] (the camera's height above the ground, or the
+            distance it travelled over the clip), from which ``mode=fit`` puts its depth in metres
+            (:mod:`~tasks.depth_from_video.metric_scale`); None = unknown.
+    """
+
+    camera_height: float | None = None
+    baseline_m: float | None = None
+
+    def set_metric_hints(self, camera_height: float | None, baseline_m: float | None) -> None:
+        """Keep the length the user knows (at most one, > 0; see the attributes)."""
+        check_metric_hints(camera_height, baseline_m)
+        self.camera_height, self.baseline_m = camera_height, baseline_m
 
     def load(self) -> Splits:
         raise NotImplementedError
@@ -155,6 +170,8 @@ class StreetVideos(VideoSource):
             and supersampling; the task config gives it the street's sky); None = ``RaycastRenderer()``.
         depth_noise: multiplicative Gaussian noise on the ground-truth depth (sensor-like); 0 = exact.
         seed: data seed.
+        camera_height, baseline_m: see :class:`VideoSource` (mode=fit: depth in metres; the streets' camera
+            rides 1.5 m above the road).
     """
 
     def __init__(
@@ -168,7 +185,10 @@ class StreetVideos(VideoSource):
         renderer: RaycastRenderer | None = None,
         depth_noise: float = 0.0,
         seed: int = 0,
+        camera_height: float | None = None,
+        baseline_m: float | None = None,
     ):
+        self.set_metric_hints(camera_height, baseline_m)
         if train_sequences < 1 or test_sequences < 1:
             raise ConfigError("data.train_sequences and data.test_sequences must be >= 1")
         if frames_per_sequence < 3:
@@ -377,6 +397,7 @@ class FramesVideo(VideoSource):
             trains, predicts and saves as with it, and is scored by ``val_photometric``, the photometric
             reprojection error on the held-out frames, instead of ``abs_rel``.
         frame_stride: use every k-th frame (more parallax for slow cameras).
+        camera_height, baseline_m: see :class:`VideoSource` (mode=fit: depth in metres).
 
     The sequences carry no ground-truth poses (no ATE).
 
@@ -393,7 +414,10 @@ class FramesVideo(VideoSource):
         depth_path: str | None = None,
         frame_stride: int = 1,
         fov: float = 60.0,
+        camera_height: float | None = None,
+        baseline_m: float | None = None,
     ):
+        self.set_metric_hints(camera_height, baseline_m)
         if path is None:
             raise ConfigError("data=frames needs data.path=<folder or video>")
         if not 0 <= test_fraction < 1:
@@ -496,11 +520,19 @@ class SevenScenes(VideoSource):
         image_size: (H, W).
         frame_stride: use every k-th frame (the Kinect moves ~0.5 cm per frame).
         test_fraction: the last fraction of the (strided) frames is held out for evaluation.
+        camera_height, baseline_m: see :class:`VideoSource` (mode=fit: depth in metres).
     """
 
     def __init__(
-        self, root: str, image_size: tuple[int, int] = (96, 128), frame_stride: int = 2, test_fraction: float = 0.0
+        self,
+        root: str,
+        image_size: tuple[int, int] = (96, 128),
+        frame_stride: int = 2,
+        test_fraction: float = 0.0,
+        camera_height: float | None = None,
+        baseline_m: float | None = None,
     ):
+        self.set_metric_hints(camera_height, baseline_m)
         if root is None:
             raise ConfigError("data=seven_scenes needs data.root=<folder with frames/ and camera-intrinsics.txt>")
         self.root, self.image_size = Path(root), tuple(int(s) for s in image_size)

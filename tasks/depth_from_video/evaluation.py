@@ -95,6 +95,13 @@ class EvalProtocol:
         return metrics
 
 
+    def median_ratio(self, predictions: list[tuple[Sequence, Tensor]]) -> float:
+        """The median over the scored frames of median(prediction) / median(truth) on the scored pixels: how far
+        the predictions' scale is from the truth's (1 = right; meaningful with ``scaling="none"``)."""
+        ratios = [float(p[m].median() / g[m].median()) for p, g, m in self.scored_frames(predictions)]
+        return float(np.median(ratios))
+
+
 def saturation_metrics(
     disparities: list[list[Tensor]], scales: list[int], min_depth: float, max_depth: float
 ) -> dict[str, float]:

@@ -38,6 +38,7 @@ from runner.task import Task
 from tasks.depth_from_video.artifacts import log_test_panels, write_fit_artifacts
 from tasks.depth_from_video.data import Sequence, check_video_source
 from tasks.depth_from_video.evaluation import EvalProtocol, chained_trajectory
+from tasks.depth_from_video.metric_scale import scale_from_baseline, scale_from_camera_height
 from tasks.depth_from_video.metrics import absolute_trajectory_error
 from tasks.depth_from_video.objective import ViewSynthesisLoss
 from tasks.depth_from_video.snippets import Batch, FrameWindow
@@ -241,6 +242,7 @@ class FitVideo(Task):
             anchor_disparity=None,
         )
         self.eval_protocol = EvalProtocol(eval_scaling, eval_min_depth, eval_max_depth, garg_crop)
+        self.metric_protocol = EvalProtocol("none", eval_min_depth, eval_max_depth, garg_crop)  # depth in metres
         self.seq: Sequence | None = None
 
     # ------------------------------------------------------------------ data and parameters
@@ -333,11 +335,31 @@ class FitVideo(Task):
         index = torch.arange(len(self.seq), device=self.device)
         return self.depth(index, self.num_levels)[0][:, 0].exp().clamp(*self.depth_range)
 
+    @torch.no_grad()
+    def metres_per_unit(self, depth: Tensor) -> float | None:
+        """The scale that puts the fit in metres, from the length the data source knows (``data.camera_height`` or
+        ``data.baseline_m``, :mod:`~tasks.depth_from_video.metric_scale`); None without one."""
+        if self.data.camera_height is not None:
+            return scale_from_camera_height(depth, self.intrinsics(), self.data.camera_height, self.seed)
+        if self.data.baseline_m is not None:
+            return scale_from_baseline(self.path(), self.data.baseline_m)
+        return None
+
     def evaluate(self) -> dict[str, float]:
         """Depth metrics against ground truth (with the constant baseline), the photometric error of every frame,
-        the ATE (with ground-truth poses) and the focal length (with its truth when known)."""
+        the ATE (with ground-truth poses) and the focal length (with its truth when known). With a known length
+        (``data.camera_height`` / ``data.baseline_m``) also ``metric_scale`` [m per fit unit] and, against ground
+        truth, the metrics of the depth in metres without per-image scaling (``abs_rel_metric``, ``a1_metric``)
+        and ``scale_ratio``, the median ratio of that depth to the truth (1 = the scale is right)."""
         depth = self.depth_maps()
         metrics = self.eval_protocol.depth_metrics([(self.seq, depth)]) if self.seq.depth is not None else {}
+        scale = self.metres_per_unit(depth)
+        if scale is not None:
+            metrics["metric_scale"] = scale
+            if self.seq.depth is not None:
+                metres = self.metric_protocol.depth_metrics([(self.seq, depth * scale)])
+                metrics["abs_rel_metric"], metrics["a1_metric"] = metres["abs_rel"], metres["a1"]
+                metrics["scale_ratio"] = self.metric_protocol.median_ratio([(self.seq, depth * scale)])
         metrics["photometric"] = self.photometric(depth)
         if self.seq.cam_from_world is not None and len(self.seq) >= 3:
             truth = self.seq.cam_from_world @ torch.linalg.inv(self.seq.cam_from_world[0])
@@ -380,14 +402,23 @@ class FitVideo(Task):
     def save(self, out_dir: Path) -> None:
         """Depth maps, the depth video, ``trajectory.txt`` (TUM), ``intrinsics.json`` and ``points.ply``
         (:func:`artifacts.write_fit_artifacts`)."""
-        K = self.intrinsics()
-        camera = PinholeCamera(K[None].expand(len(self.seq), 3, 3), self.path(), self.seq.image_size)
-        write_fit_artifacts(out_dir, self.seq, self.depth_maps(), camera, estimated=self.intrinsics.estimate)
+        K, depth, poses = self.intrinsics(), self.depth_maps(), self.path()
+        scale = self.metres_per_unit(depth)
+        if scale is not None:  # in metres
+            depth, poses = depth * scale, poses.clone()
+            poses[:, :3, 3] *= scale
+        camera = PinholeCamera(K[None].expand(len(self.seq), 3, 3), poses, self.seq.image_size)
+        write_fit_artifacts(out_dir, self.seq, depth, camera, estimated=self.intrinsics.estimate)
 
     def summary(self, metrics):
         focal = f"focal={metrics['focal_px']:.1f} px"
         if "focal_true_px" in metrics:
             focal += f" (truth {metrics['focal_true_px']:.1f})"
+        if "metric_scale" in metrics:
+            focal += f", in metres (x{metrics['metric_scale']:.4g}"
+            if "abs_rel_metric" in metrics:
+                focal += f": abs_rel {metrics['abs_rel_metric']:.4f} unscaled, depth/truth {metrics['scale_ratio']:.3f}"
+            focal += ")"
         if "abs_rel" not in metrics:
             return f"photometric={metrics['photometric']:.4f} (no ground-truth depth), {focal}"
         text = (

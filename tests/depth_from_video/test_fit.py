@@ -13,7 +13,8 @@ import torch
 from runner.geometry.cameras import PinholeCamera
 from runner.render.raycast import RaycastRenderer
 from tasks.depth_from_video.data import Sequence, Splits, StreetVideos, VideoSource
-from tasks.depth_from_video.fit import FitVideo
+from tasks.depth_from_video.metric_scale import path_length
+from tasks.depth_from_video.fit import CameraPath, FitVideo
 from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 from tests.conftest import dwx_env, read_metrics, run_dwx
 
@@ -143,3 +144,30 @@ def test_street_data_default_fits_a_held_out_video(tmp_path, monkeypatch):
     task = FitVideo(data)
     task.setup(torch.device("cpu"))
     assert task.seq.name == "street_test_00" and len(task.seq) == 6
+
+
+@pytest.mark.parametrize("hint", ["camera_height", "baseline_m"])
+def test_one_known_length_puts_the_fit_in_metres(street, hint, tmp_path, monkeypatch):
+    """A fit that found the street's depth and path in units of 25 cm: the camera's 1.5 m above the road, or the
+    length of its path, gives the factor 4 back, the metrics without per-image scaling match the truth, and the
+    saved depth maps and trajectory are in metres."""
+    truth = street.cam_from_world @ torch.linalg.inv(street.cam_from_world[0])
+    in_quarters = truth.clone()
+    in_quarters[:, :3, 3] *= 4.0
+    source = OneVideo(street)
+    source.set_metric_hints(1.5 if hint == "camera_height" else None,
+                            path_length(truth) if hint == "baseline_m" else None)
+    task = FitVideo(source, intrinsics="known")
+    task.setup(torch.device("cpu"))
+    monkeypatch.setattr(task, "depth_maps", lambda: street.depth * 4.0)
+    monkeypatch.setattr(CameraPath, "forward", lambda self: in_quarters)
+    metrics = task.evaluate()
+    tolerance = 0.05 if hint == "camera_height" else 1e-4  # the street's camera bobs and pitches over a kerbed road
+    assert metrics["metric_scale"] == pytest.approx(0.25, rel=tolerance)
+    assert metrics["scale_ratio"] == pytest.approx(1.0, rel=tolerance) and metrics["abs_rel_metric"] < tolerance
+    task.save(tmp_path)
+    saved = np.load(sorted((tmp_path / "depth").glob("*/0000*.npy"))[0])
+    np.testing.assert_allclose(saved, street.depth[0].numpy() * 4.0 * metrics["metric_scale"], rtol=1e-5)
+    rows = [line.split() for line in (tmp_path / "trajectory.txt").read_text().splitlines() if line[0] != "#"]
+    travelled = np.linalg.norm(np.diff(np.array([[float(v) for v in r[1:4]] for r in rows]), axis=0), axis=1).sum()
+    assert travelled == pytest.approx(path_length(truth), rel=tolerance)
