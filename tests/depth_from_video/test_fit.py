@@ -13,8 +13,8 @@ import torch
 from runner.geometry.cameras import PinholeCamera
 from runner.render.raycast import RaycastRenderer
 from tasks.depth_from_video.data import Sequence, Splits, StreetVideos, VideoSource
-from tasks.depth_from_video.metric_scale import path_length
 from tasks.depth_from_video.fit import CameraPath, FitVideo
+from tasks.depth_from_video.metric_scale import path_length
 from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 from tests.conftest import dwx_env, read_metrics, run_dwx
 
