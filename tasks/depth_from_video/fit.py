@@ -115,6 +115,29 @@ class CameraPath(nn.Module):
         return chained_trajectory(pose_vec_to_matrix(self.rotation, self.translation))
 
 
+class Exposure(nn.Module):
+    """Each frame's brightness and colour response, as an affine map per channel: ``I_t = exp(a_t) * L + b_t`` of the
+    scene's radiance ``L`` (Engel et al., "Direct Sparse Odometry", 2018, with a gain per colour channel for auto white
+    balance). A source seen from a target is mapped into the target's exposure before it is compared:
+    ``exp(a_t - a_s) * (I_s - b_s) + b_t``. Frame 0's map is the identity (the gauge); all start at the identity.
+
+    Args:
+        frames: T >= 2.
+    """
+
+    def __init__(self, frames: int):
+        super().__init__()
+        self.log_gain = nn.Parameter(torch.zeros(frames - 1, 3))
+        self.bias = nn.Parameter(torch.zeros(frames - 1, 3))
+
+    def forward(self, source: Tensor, source_index: Tensor, target_index: Tensor) -> Tensor:
+        """(B, 3, H, W) source frames of (B,) indices -> seen with the exposure of the (B,) target frames."""
+        zero = self.log_gain.new_zeros(1, 3)
+        log_gain, bias = torch.cat([zero, self.log_gain]), torch.cat([zero, self.bias])  # (T, 3) with frame 0's
+        gain = (log_gain[target_index] - log_gain[source_index]).exp()[..., None, None]
+        return gain * (source - bias[source_index][..., None, None]) + bias[target_index][..., None, None]
+
+
 class Intrinsics(nn.Module):
     """The pinhole intrinsics of a video: fixed, or estimated as one focal length and the principal point.
 
@@ -172,6 +195,7 @@ class FitVideo(Task):
         losses, ssim_alpha, min_reprojection, automask, warp_min_depth_ratio: as in
             :class:`~tasks.depth_from_video.objective.ViewSynthesisLoss`; ``scale_anchor`` must be 0 (the gauge is
             fixed by construction).
+        exposure: fit each frame's affine colour response (:class:`Exposure`, parameter group ``exposure``).
         eval_scaling, eval_min_depth, eval_max_depth, garg_crop: :class:`EvalProtocol`.
         seed: the targets of each step.
     """
@@ -198,6 +222,7 @@ class FitVideo(Task):
         ssim_alpha: float = 0.85,
         min_reprojection: bool = True,
         automask: bool = False,
+        exposure: bool = False,
         warp_min_depth_ratio: float = 0.25,
         eval_scaling: str = "median",
         eval_min_depth: float = 1e-3,
@@ -228,7 +253,7 @@ class FitVideo(Task):
         self.level_start, self.init_depth = [float(f) for f in level_start], float(init_depth)
         self.level_steps = [0] * levels
         self.num_levels, self.depth_range = int(levels), (float(min_depth), float(max_depth))
-        self.intrinsics_mode, self.fov = intrinsics, float(fov)
+        self.intrinsics_mode, self.fov, self.fit_exposure = intrinsics, float(fov), bool(exposure)
         self.objective = ViewSynthesisLoss(
             losses=losses,
             scales=scales,
@@ -266,6 +291,7 @@ class FitVideo(Task):
         self.depth = DepthPyramid(len(seq), seq.image_size, self.num_levels, self.init_depth)
         self.path = CameraPath(len(seq))
         self.intrinsics = Intrinsics(seq.K, seq.image_size, estimate, fov)
+        self.exposure = Exposure(len(seq)) if self.fit_exposure else None
         self.intrinsics_known = known
         log.info(
             "fitting %s: %d frames at %dx%d, intrinsics %s",
@@ -288,6 +314,7 @@ class FitVideo(Task):
             "depth": list(self.depth.parameters()),
             "pose": list(self.path.parameters()),
             "intrinsics": list(self.intrinsics.parameters()),
+            "exposure": [] if self.exposure is None else list(self.exposure.parameters()),
         }
 
     # ------------------------------------------------------------------ loss
@@ -299,6 +326,13 @@ class FitVideo(Task):
             s = targets + o
             out.append(torch.where((s < 0) | (s >= T), (targets - o).clamp(0, T - 1), s))
         return out
+
+    def source_frames(self, sources: list[Tensor], targets: Tensor) -> list[Tensor]:
+        """[(b, 3, H, W)] the frames of each list of (b,) source indices, in the targets' exposure when it is fitted."""
+        frames = [self.seq.frames[s] for s in sources]
+        if self.exposure is None:
+            return frames
+        return [self.exposure(f, s, targets) for f, s in zip(frames, sources)]
 
     def loss(self, step: int) -> dict[str, Tensor]:
         """The weighted :class:`ViewSynthesisLoss` terms of ``batch_size`` target frames."""
@@ -312,7 +346,7 @@ class FitVideo(Task):
         sources = self.sources(targets)
         batch = Batch(
             self.seq.frames[targets],
-            [self.seq.frames[s] for s in sources],
+            self.source_frames(sources, targets),
             K.expand(len(targets), 3, 3),
             torch.zeros(len(targets), dtype=torch.bool),
             generator,
@@ -382,7 +416,7 @@ class FitVideo(Task):
             relative = [poses[s] @ invert_rigid(poses[targets]) for s in sources]
             _, err = self.objective.reprojection_errors(
                 seq.frames[targets],
-                [seq.frames[s] for s in sources],
+                self.source_frames(sources, targets),
                 depth[targets, None],
                 relative,
                 K.expand(len(targets), 3, 3),

@@ -13,7 +13,7 @@ import torch
 from runner.geometry.cameras import PinholeCamera
 from runner.render.raycast import RaycastRenderer
 from tasks.depth_from_video.data import Sequence, Splits, StreetVideos, VideoSource
-from tasks.depth_from_video.fit import CameraPath, FitVideo
+from tasks.depth_from_video.fit import CameraPath, Exposure, FitVideo
 from tasks.depth_from_video.metric_scale import path_length
 from tasks.depth_from_video.streets import forward_camera_path, make_street_scene
 from tests.conftest import dwx_env, read_metrics, run_dwx
@@ -55,6 +55,7 @@ def fit(task: FitVideo, steps: int, lr: float = 0.01) -> dict[str, float]:
             {"params": groups["depth"], "lr": lr},
             {"params": groups["pose"], "lr": 1e-3},
             {"params": [p for p in groups["intrinsics"] if p.requires_grad], "lr": 1e-3},
+            {"params": groups["exposure"], "lr": lr},
         ]
     )
     for step in range(steps):
@@ -171,3 +172,25 @@ def test_one_known_length_puts_the_fit_in_metres(street, hint, tmp_path, monkeyp
     rows = [line.split() for line in (tmp_path / "trajectory.txt").read_text().splitlines() if line[0] != "#"]
     travelled = np.linalg.norm(np.diff(np.array([[float(v) for v in r[1:4]] for r in rows]), axis=0), axis=1).sum()
     assert travelled == pytest.approx(path_length(truth), rel=tolerance)
+
+
+def test_the_exposure_model_recovers_each_frames_gain_and_offset(street):
+    """Frames of one radiance under per-frame, per-channel gains and offsets: fitting the Exposure maps so that
+    every frame, mapped into every other's exposure, matches it recovers the gains and offsets relative to frame 0."""
+    g = torch.Generator().manual_seed(1)
+    T = 5
+    gain = 0.6 + 0.8 * torch.rand(T, 3, generator=g)
+    offset = 0.1 * (torch.rand(T, 3, generator=g) - 0.5)
+    radiance = street.frames[:1].expand(T, -1, -1, -1)
+    frames = radiance * gain[..., None, None] + offset[..., None, None]
+    exposure = Exposure(T)
+    opt = torch.optim.Adam(exposure.parameters(), lr=0.02)
+    source, target = torch.meshgrid(torch.arange(T), torch.arange(T), indexing="ij")
+    source, target = source.flatten(), target.flatten()
+    for _ in range(600):
+        loss = (exposure(frames[source], source, target) - frames[target]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(exposure.log_gain.exp(), gain[1:] / gain[0], atol=0.02, rtol=0.02)
+    torch.testing.assert_close(exposure.bias, offset[1:] - offset[0] * gain[1:] / gain[0], atol=0.01, rtol=0.0)
