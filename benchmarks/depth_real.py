@@ -2,9 +2,9 @@
 trajectory error and wall time.
 
 Runs ``dwx run task=depth_from_video mode=fit`` with its defaults (``threads=2``) on the 7-Scenes kitchen clip
-(``../shared/data/7scenes_redkitchen``) with its intrinsics and with them estimated (``task.intrinsics=estimate``), and
-on the first held-out embedded street video; prints one table row per run. ``--write`` also writes the table to
-docs/depth_from_video_fit.md.
+(``../shared/data/7scenes_redkitchen``) with its intrinsics, with them estimated (``task.intrinsics=estimate``) and
+with each frame's exposure fitted (``task.exposure=true``), and on the first held-out embedded street video; prints
+one table row per run. ``--write`` also writes the table to docs/depth_from_video_fit.md.
 
     python benchmarks/depth_real.py [--write] [--threads N]
 """
@@ -43,6 +43,7 @@ def cases() -> dict[str, list[str]]:
     return {
         "7-Scenes kitchen, intrinsics given": kitchen,
         "7-Scenes kitchen, intrinsics estimated": [*kitchen, "task.intrinsics=estimate"],
+        "7-Scenes kitchen, intrinsics given, exposure fitted": [*kitchen, "task.exposure=true"],
         "streets, held-out video 0": ["data.camera_height=1.5"],
     }
 

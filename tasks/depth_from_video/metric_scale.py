@@ -3,7 +3,8 @@
 A fit from a single moving camera recovers depth and motion up to one unknown scale. One known length fixes it:
 
 * ``baseline_m``: the distance the camera travelled over the clip [m] (e.g. from a phone's odometer, a tape
-  measure or a car's speed x duration): the scale is ``baseline_m`` over the length of the fitted camera path.
+  measure or a car's speed x duration): the scale is ``baseline_m`` over the length of the fitted camera path,
+  measured over 10 equal parts of the clip (:func:`path_length`).
 * ``camera_height``: the camera's height above a flat ground visible in the lower part of the frames [m] (1.65 for
   the KITTI car): a plane is fitted, per frame, to the fitted depth of the lower third of the image by RANSAC
   (the plane with the most inliers among those facing the camera's up axis), and the scale is ``camera_height``
@@ -24,6 +25,7 @@ PLANE_TRIALS = 200  # RANSAC samples per frame
 PLANE_POINTS = 3000  # points of the lower third drawn per frame
 INLIER_FRACTION = 0.02  # inlier distance as a fraction of the median depth of those points
 MIN_UPRIGHT = 0.7  # |normal . camera y| of a ground plane (the camera looks roughly level)
+PATH_SEGMENTS = 10  # the path length is measured over this many equal parts of the clip
 
 
 def check_metric_hints(camera_height: float | None, baseline_m: float | None) -> None:
@@ -35,10 +37,14 @@ def check_metric_hints(camera_height: float | None, baseline_m: float | None) ->
             raise ConfigError(f"data.{name} must be a length in metres > 0, got {value!r}")
 
 
-def path_length(cam_from_first: Tensor) -> float:
-    """Length of the camera path through (T, 4, 4) ``cam_t_from_cam_0`` poses [their units]."""
+def path_length(cam_from_first: Tensor, segments: int = PATH_SEGMENTS) -> float:
+    """Length of the camera path through (T, 4, 4) ``cam_t_from_cam_0`` poses [their units], measured along
+    ``segments`` equal parts of the clip (chords between evenly spaced frames): a fit's frame-to-frame jitter of a
+    few millimetres would otherwise add up over hundreds of frames to more than a slow camera travels."""
     R, t = cam_from_first[:, :3, :3], cam_from_first[:, :3, 3:]
     centres = -(R.transpose(1, 2) @ t)[..., 0]  # (T, 3) in the first camera's frame
+    index = torch.linspace(0, len(centres) - 1, min(segments, len(centres) - 1) + 1).round().long().unique()
+    centres = centres[index.to(centres.device)]
     return float((centres[1:] - centres[:-1]).norm(dim=-1).sum())
 
 
