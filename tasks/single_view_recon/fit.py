@@ -88,7 +88,7 @@ class FitRecon(ReconTask):
         laplacian: str = "uniform",
         num_points: int = 10000,
         seed: int = 0,
-        subdivide_at: list[float] = (0.5,),
+        subdivide_at: list[float] = (),
         blur_start: float | None = 1.0,
         blur_end: float = 0.01,
         blur_until: float = 0.7,
