@@ -25,6 +25,7 @@ GROUPS = [
     "hparams_search",
 ]
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
+DATA_TASKS = {"mesh": "single_view_recon", "photo": "single_view_recon", "scene_video": "physical_params"}
 TOY = [f"hydra.searchpath=[file://{FIXTURES / 'configs'}]", "task=pose_fit"]
 
 
@@ -35,8 +36,8 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
     if needed is not None:
         pytest.importorskip(needed, reason=f"{group}={name} needs the optional package {needed!r}, not installed")
     overrides = [f"{group}={name}"] if group in ("task", "experiment") else [*TOY, f"{group}={name}"]
-    if group == "data":  # the data sources are depth_from_video's (the streets are drawn by its renderer)
-        overrides = ["task=depth_from_video", f"data={name}"]
+    if group == "data":  # each source with the task that reads it
+        overrides = [f"task={DATA_TASKS.get(name, 'depth_from_video')}", f"data={name}"]
     if (group, name) == ("logger", "tensorboard"):
         overrides.append(f"logger.log_dir={tmp_path}")
     cfg = compose_config(overrides)
@@ -51,7 +52,7 @@ def test_every_option_composes_and_instantiates(group, name, tmp_path):
     elif group in ("task", "experiment", "data"):
         node = cfg.data if group == "data" else cfg.task  # tasks: construction only; data is read in setup()
         data = cfg.get("data") or {}
-        required = [k for k in ("path", "root") if k in data and data[k] is None]
+        required = [k for k in ("path", "root", "image") if k in data and data[k] is None]
         if required:  # sources of the user's own files must say which key is missing
             with pytest.raises(Exception, match=f"data.{required[0]}"):
                 instantiate(node)

@@ -27,7 +27,7 @@ def test_backends_show_what_they_serve_and_how_to_install_a_missing_one(capsys, 
     list_configs(CONFIG_DIR, "renderer")
     out = capsys.readouterr().out
     assert re.search(r"^  mass_spring .*\[simulates springs\]$", out, re.M)
-    assert re.search(r"^  soft_mesh .*\[draws meshes\]$", out, re.M)
+    assert re.search(r"^  soft_mesh .*\[draws meshes, textured meshes\]$", out, re.M)
     (tmp_path / "absent_engine.py").write_text('raise ImportError("absent_engine needs Foo: pip install foo")\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     assert backend_status("physics", "absent_engine.Engine") == "[not installed: pip install foo]"
