@@ -59,7 +59,7 @@ from torch import Tensor
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
 from runner.render.base import MESHES, Rendered
-from runner.render.shading import DirectionalLight, check_mesh_batch, check_surface_settings
+from runner.render.shading import DirectionalLight, check_mesh_batch, set_surface_settings
 
 try:
     import drjit as dr
@@ -214,17 +214,11 @@ class MitsubaRenderer:
         for name, value, low in (("spp", spp, 1), ("spp_grad", spp_grad, 0), ("spp_edge", spp_edge, 0)):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value}")
-        check_surface_settings(znear, zfar, background, shading, lights, ambient, specular, shininess)
+        set_surface_settings(
+            self, cull_backfaces, znear, zfar, background, shading, lights, ambient, specular, shininess
+        )
         self.spp, self.spp_grad, self.spp_edge = int(spp), int(spp_grad), int(spp_edge)
         self.seed = int(seed)
-        self.cull_backfaces = bool(cull_backfaces)
-        self.znear, self.zfar = float(znear), float(zfar)
-        self.background = tuple(float(c) for c in background)
-        self.shading = shading
-        self.lights = tuple(lights)
-        self.ambient = tuple(float(c) for c in ambient)
-        self.specular = tuple(float(c) for c in specular)
-        self.shininess = float(shininess)
         self.calls = 0  # renders so far: each call draws new samples
         self._passes: dict[tuple, _Pass] = {}
 

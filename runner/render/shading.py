@@ -60,11 +60,12 @@ class DirectionalLight:
         return d @ cameras.cam_from_world[:, :3, :3]  # R^T d, row-vector form
 
 
-def check_surface_settings(znear: float, zfar: float, background: Sequence[float], shading: str,
-                           lights: Sequence[DirectionalLight], ambient: Sequence[float], specular: Sequence[float],
-                           shininess: float) -> None:
-    """Raise a ValueError naming the first bad setting shared by the mesh renderers: the depth range [scene units],
-    the background (RGB in [0, 1]), the shading mode, the lights and the Phong material."""
+def set_surface_settings(renderer: object, cull_backfaces: bool, znear: float, zfar: float,
+                         background: Sequence[float], shading: str, lights: Sequence[DirectionalLight],
+                         ambient: Sequence[float], specular: Sequence[float], shininess: float) -> None:
+    """Check the settings shared by the mesh renderers and keep them as ``renderer``'s attributes of the same names:
+    back-face culling, the depth range [scene units], the background (RGB in [0, 1]), the shading mode, the lights
+    and the Phong material. Raises a ValueError naming the first bad one."""
     if not 0 < znear < zfar:
         raise ValueError(f"need 0 < znear < zfar, got znear={znear}, zfar={zfar}")
     if len(background) != 3 or not all(0.0 <= c <= 1.0 for c in background):
@@ -79,6 +80,14 @@ def check_surface_settings(znear: float, zfar: float, background: Sequence[float
                          f"object), got {[type(light).__name__ for light in lights]}")
     if shininess <= 0:
         raise ValueError(f"shininess must be > 0, got {shininess}")
+    renderer.cull_backfaces = bool(cull_backfaces)
+    renderer.znear, renderer.zfar = float(znear), float(zfar)
+    renderer.background = tuple(float(c) for c in background)
+    renderer.shading = shading
+    renderer.lights = tuple(lights)
+    renderer.ambient = tuple(float(c) for c in ambient)
+    renderer.specular = tuple(float(c) for c in specular)
+    renderer.shininess = float(shininess)
 
 
 def check_mesh_batch(meshes: Meshes, cameras: PinholeCamera) -> None:

@@ -20,9 +20,9 @@ from runner.render.shading import (
     DirectionalLight,
     albedo,
     check_mesh_batch,
-    check_surface_settings,
     hard_blend,
     phong,
+    set_surface_settings,
     soft_silhouette,
     softmax_blend,
 )
@@ -73,7 +73,9 @@ class SoftMeshRenderer:
             raise ValueError(f"faces_per_pixel must be an integer >= 1, got {faces_per_pixel}")
         if int(supersample) != supersample or supersample < 1:
             raise ValueError(f"supersample must be an integer >= 1, got {supersample}")
-        check_surface_settings(znear, zfar, background, shading, lights, ambient, specular, shininess)
+        set_surface_settings(
+            self, cull_backfaces, znear, zfar, background, shading, lights, ambient, specular, shininess
+        )
         if max_pairs < 1:
             raise ValueError(f"max_pairs must be > 0, got {max_pairs}")
         self.sigma = float(sigma)
@@ -81,15 +83,6 @@ class SoftMeshRenderer:
         self.faces_per_pixel = int(faces_per_pixel)
         self.hard = bool(hard)
         self.supersample = int(supersample)
-        self.cull_backfaces = bool(cull_backfaces)
-        self.znear = float(znear)
-        self.zfar = float(zfar)
-        self.background = tuple(float(c) for c in background)
-        self.shading = shading
-        self.lights = tuple(lights)
-        self.ambient = tuple(float(c) for c in ambient)
-        self.specular = tuple(float(c) for c in specular)
-        self.shininess = float(shininess)
         self.max_pairs = int(max_pairs)
 
     def __call__(self, meshes: Meshes, cameras: PinholeCamera) -> Rendered:
