@@ -32,13 +32,15 @@ def describe(path: Path) -> str:
     return ""
 
 
-def option_targets(config_dir: Path, group: str) -> dict[str, str]:
-    """``{option: _target_}`` of the group's configs that name a top-level ``_target_`` (e.g. every physics engine)."""
+def option_targets(config_dir: Path, group: str, node: str | None = None) -> dict[str, str]:
+    """``{option: _target_}`` of the group's configs that name a ``_target_`` at the top level (e.g. every physics
+    engine) or, with ``node``, in that node (``node="task"``: the task class a task or task-mode config selects)."""
     from omegaconf import OmegaConf
 
     targets = {}
     for path in sorted((config_dir / group).glob("*.yaml")):
-        target = OmegaConf.load(path).get("_target_")
+        cfg = OmegaConf.load(path)
+        target = (cfg.get(node) or {}).get("_target_") if node else cfg.get("_target_")
         if isinstance(target, str):
             targets[path.stem] = target
     return targets

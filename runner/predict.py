@@ -82,23 +82,15 @@ def predict(run_dir: Path, inputs: list[Path], out_dir: Path) -> str:
 def task_name(target: str) -> str:
     """How a user selects the task class ``target``: ``task=NAME`` or ``task=NAME mode=MODE`` (found in configs/
     task/ and configs/task_mode/), followed by the class in parentheses; the bare string if no config names it."""
-    import yaml
+    from runner.listing import option_targets
 
     tasks = sorted((CONFIG_DIR / "task").glob("*.yaml"))
-    places = [(p, f"task={p.stem}") for p in tasks]
-    for path in sorted((CONFIG_DIR / "task_mode").glob("*.yaml")):  # <task>_<mode>.yaml
-        task = max((t.stem for t in tasks if path.stem.startswith(f"{t.stem}_")), key=len, default=None)
+    names = {t: f"task={option}" for option, t in option_targets(CONFIG_DIR, "task", "task").items()}
+    for option, t in option_targets(CONFIG_DIR, "task_mode", "task").items():  # <task>_<mode>.yaml
+        task = max((p.stem for p in tasks if option.startswith(f"{p.stem}_")), key=len, default=None)
         if task is not None:
-            places.append((path, f"task={task} mode={path.stem[len(task) + 1 :]}"))
-    for path, name in places:
-        try:
-            node = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        task = node.get("task") if isinstance(node, dict) else None
-        if isinstance(task, dict) and task.get("_target_") == target:
-            return f"{name} ({target})"
-    return show(target)
+            names.setdefault(t, f"task={task} mode={option[len(task) + 1 :]}")
+    return f"{names[target]} ({target})" if target in names else show(target)
 
 
 # ---------------------------------------------------------------------------------- reading a run folder as data
