@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import torch
 import yaml
 
+from runner.errors import ConfigError
 from runner.geometry.cameras import PinholeCamera
 from runner.geometry.mesh_io import load_obj
+from runner.geometry.primitives import icosphere
+from runner.render.base import MESHES
 from runner.render.soft_mesh import SoftMeshRenderer
-from tasks.single_view_recon.data import load_mesh
+from tasks.single_view_recon.data import MeshFile, Photos, load_mesh
+from tasks.single_view_recon.fit import FitRecon
 from tasks.single_view_recon.metrics import color_error, silhouette_iou
+from tasks.single_view_recon.texture import WRAP, periodic, sphere_uvs
 from tests.conftest import dwx_env, read_metrics, run_dwx, shared_data
 
 SIZE = 64
@@ -66,9 +72,6 @@ def test_the_sphere_atlas_maps_every_surface_point_to_its_own_texel_across_the_s
     """An atlas whose texel at (longitude, latitude) holds the colour (d + 1) / 2 of that direction d, drawn on the
     icosphere through sphere_uvs + periodic, shows each pixel the colour of its own surface direction, from
     views that face the seam (u = 0 | 1, at -z) and the +z side alike."""
-    from runner.geometry.primitives import icosphere
-    from tasks.single_view_recon.texture import WRAP, periodic, sphere_uvs
-
     height = 64
     i, j = torch.meshgrid(torch.arange(height), torch.arange(2 * height), indexing="ij")
     lon = ((j + 0.5) / (2 * height) - 0.5) * 2 * torch.pi  # texel centres -> the direction they stand for
@@ -95,13 +98,6 @@ def test_the_sphere_atlas_maps_every_surface_point_to_its_own_texel_across_the_s
 
 
 def test_texture_size_is_checked_against_the_renderer_and_the_data():
-    import pytest
-
-    from runner.errors import ConfigError
-    from runner.render.base import MESHES
-    from tasks.single_view_recon.data import MeshFile, Photos
-    from tasks.single_view_recon.fit import FitRecon
-
     class VertexColoursOnly:
         draws = frozenset({MESHES})
 
