@@ -67,8 +67,12 @@ def test_each_renderer_serves_the_tasks_whose_scenes_it_draws(task, renderer, tm
     assert result.steps == 2 and all(v == v for v in result.metrics.values())  # finite, no NaN
 
 
-def test_every_renderer_draws_something_a_task_or_the_data_renders():
-    assert {next(iter(_renderer_class(n).draws)) for n in RENDERERS} == {"meshes", "points", "primitives"}
+def test_every_renderer_draws_something_a_task_renders_and_every_task_has_a_renderer():
+    renders = {get_class(compose_config([f"task={task}"]).task._target_).renders for task in TASKS}
+    assert renders == {"meshes", "points", "primitives"}
+    draws = {name: _renderer_class(name).draws for name in RENDERERS}
+    assert all(scenes & renders for scenes in draws.values()), draws
+    assert renders <= frozenset().union(*draws.values())
 
 
 @pytest.mark.parametrize(
