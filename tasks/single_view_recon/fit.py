@@ -79,7 +79,7 @@ class FitRecon(ReconTask):
         data: MeshFile | Photos | None,
         embedded: dict,
         losses: dict,
-        views_per_step: int = 4,
+        views_per_step: int = 8,
         optimize_color: bool = True,
         texture_size: list[int] | str | None = "auto",
         template_level: int = 3,
