@@ -4,9 +4,10 @@ trajectory error and wall time.
 Runs ``dwx run task=depth_from_video mode=fit`` with its defaults (``threads=2``) on the 7-Scenes kitchen clip
 (``../shared/data/7scenes_redkitchen``) with its intrinsics, with them estimated (``task.intrinsics=estimate``) and
 with each frame's exposure fitted (``task.exposure=true``), and on the first held-out embedded street video; prints
-one table row per run. ``--write`` also writes the table to docs/depth_from_video_fit.md.
+one table row per run and seed (the seed orders the target frames), and with several seeds the median of each
+column. ``--write`` also writes the table to docs/depth_from_video_fit.md.
 
-    python benchmarks/depth_real.py [--write] [--threads N]
+    python benchmarks/depth_real.py [--write] [--threads N] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,10 +82,17 @@ def row(name: str, record: dict, wall: float) -> str:
     )
 
 
+def median_record(records: list[dict]) -> dict:
+    """The per-column median of several runs' metrics.json records (steps included)."""
+    metrics = {k: statistics.median(r["metrics"][k] for r in records) for k in records[0]["metrics"]}
+    return {"metrics": metrics, "steps": round(statistics.median(r["steps"] for r in records))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="also write docs/depth_from_video_fit.md")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each run (default 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of each case (default 0)")
     args = parser.parse_args()
     machine = machine_line()
     lines = [
@@ -93,12 +102,19 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, overrides) in enumerate(cases().items()):
-            record, wall = run(overrides, args.threads, Path(tmp) / str(i))
-            lines.append(row(name, record, wall))
-            print(lines[-1], flush=True)
+            records, walls = [], []
+            for seed in args.seeds:
+                record, wall = run([*overrides, f"seed={seed}"], args.threads, Path(tmp) / f"{i}_{seed}")
+                records.append(record), walls.append(wall)
+                lines.append(row(f"{name}, seed {seed}" if len(args.seeds) > 1 else name, record, wall))
+                print(lines[-1], flush=True)
+            if len(args.seeds) > 1:
+                lines.append(row(f"**{name}, median**", median_record(records), statistics.median(walls)))
+                print(lines[-1], flush=True)
     text = (
         "# depth_from_video mode=fit: measured\n\n"
-        f"`dwx run task=depth_from_video mode=fit` with its defaults, `threads={args.threads}`; abs_rel and a1 after "
+        f"`dwx run task=depth_from_video mode=fit` with its defaults, `threads={args.threads}`, seeds "
+        f"{', '.join(map(str, args.seeds))}; abs_rel and a1 after "
         "per-frame median scaling over every frame with ground truth, beside the best constant depth per frame (ratio "
         "= abs_rel / baseline); ATE in metres after a Sim(3) alignment (Umeyama); the focal length's truth is "
         "sqrt(fx fy) of the data (the streets' pixels are not square: fx != fy, so a fit of one focal length cannot "

@@ -41,12 +41,14 @@ from tasks.depth_from_video.evaluation import EvalProtocol, chained_trajectory
 from tasks.depth_from_video.metric_scale import scale_from_baseline, scale_from_camera_height
 from tasks.depth_from_video.metrics import absolute_trajectory_error
 from tasks.depth_from_video.objective import ViewSynthesisLoss
+from tasks.depth_from_video.parallax import baseline_parallax, parallax_sources
 from tasks.depth_from_video.snippets import Batch, FrameWindow
 
 log = logging.getLogger("dwx")
 
 FIT_LOSSES = MappingProxyType({"photometric": 1.0, "smoothness": 0.1})  # per-pixel depth: more smoothing than a network
 INTRINSICS = ("auto", "known", "estimate")
+PARALLAX_EVERY = 10  # steps between two choices of sources by parallax
 
 
 class DepthPyramid(nn.Module):
@@ -183,6 +185,11 @@ class FitVideo(Task):
         sequence: index of the test sequence to fit (the streets: one of the held-out videos).
         frame_window: frame offsets compared with each target (0 = the target); a source outside the video is taken
             mirrored (offset -o), so every frame is fitted.
+        source_parallax: parallax goals [px]; when given, from ``parallax_from`` of the run on each target's sources
+            are the nearest frames before and after it whose camera has moved that far at its mean depth
+            (:mod:`~tasks.depth_from_video.parallax`, measured on the fit's own path and depth); null = frame_window
+            throughout.
+        parallax_from: fraction of the run, in [0, 1), after which ``source_parallax`` picks the sources.
         batch_size: target frames per step, drawn without replacement; null = every frame.
         levels: depth pyramid levels (4: 1/8, 1/4, 1/2, 1 resolution).
         level_start: fraction of the run at which each level starts training, coarsest first (one per level).
@@ -209,6 +216,8 @@ class FitVideo(Task):
         data,
         sequence: int = 0,
         frame_window: list[int] = (-12, -6, -3, -1, 0, 1, 3, 6, 12),
+        source_parallax: list[float] | None = (1.0, 2.0, 4.0, 8.0, 16.0),
+        parallax_from: float = 0.1,
         batch_size: int | None = 8,
         levels: int = 4,
         level_start: list[float] = (0.0, 0.1, 0.2, 0.3),
@@ -247,8 +256,15 @@ class FitVideo(Task):
             raise ConfigError(f"task.intrinsics must be one of {', '.join(INTRINSICS)}, got {intrinsics!r}")
         if sequence < 0:
             raise ConfigError(f"task.sequence must be >= 0, got {sequence}")
+        if source_parallax is not None and (not source_parallax or any(g <= 0 for g in source_parallax)):
+            raise ConfigError(f"task.source_parallax must be null or goals > 0 [px], got {list(source_parallax)}")
+        if not 0 <= parallax_from < 1:
+            raise ConfigError(f"task.parallax_from must be in [0, 1), got {parallax_from}")
         check_video_source(data)
         self.window = FrameWindow(frame_window)
+        self.parallax_goals = None if source_parallax is None else [float(g) for g in source_parallax]
+        self.parallax_from, self.parallax_step = float(parallax_from), 0
+        self.source_table: Tensor | None = None  # (T, S) source indices of every target once parallax picks them
         self.data, self.sequence, self.batch_size = data, int(sequence), batch_size
         self.level_start, self.init_depth = [float(f) for f in level_start], float(init_depth)
         self.level_steps = [0] * levels
@@ -308,6 +324,7 @@ class FitVideo(Task):
     def plan(self, total_steps: int) -> None:
         """Each level's first step from its ``level_start`` fraction of the run."""
         self.level_steps = [round(f * total_steps) for f in self.level_start]
+        self.parallax_step = round(self.parallax_from * total_steps)
 
     def param_groups(self):
         return {
@@ -320,6 +337,8 @@ class FitVideo(Task):
     # ------------------------------------------------------------------ loss
     def sources(self, targets: Tensor) -> list[Tensor]:
         """(b,) target indices -> [(b,)] one source index per window offset o: t + o, or t - o outside the video."""
+        if self.source_table is not None:
+            return list(self.source_table[targets].T)
         T = len(self.seq)
         out = []
         for o in self.window.sources:
@@ -338,6 +357,10 @@ class FitVideo(Task):
         """The weighted :class:`ViewSynthesisLoss` terms of ``batch_size`` target frames."""
         generator = self.step_generator(step)
         T = len(self.seq)
+        if self.parallax_goals is not None and step >= self.parallax_step and (
+            self.source_table is None or step % PARALLAX_EVERY == 0
+        ):
+            self.pick_sources_by_parallax()
         targets = torch.randperm(T, generator=generator)[: self.batch_size or T].to(self.device)
         trained = sum(step >= s for s in self.level_steps)
         log_depth = self.depth(targets, trained)
@@ -354,6 +377,14 @@ class FitVideo(Task):
         relative = [poses[s] @ invert_rigid(poses[targets]) for s in sources]  # src_from_dst
         terms, _ = self.objective(batch, [self.disparity(x) for x in log_depth], relative, self)
         return terms
+
+    @torch.no_grad()
+    def pick_sources_by_parallax(self) -> None:
+        """Re-pick every target's sources from the current camera path, focal length and mean depths."""
+        index = torch.arange(len(self.seq), device=self.device)
+        mean_depth = self.depth(index, self.num_levels)[-1].mean((1, 2, 3)).exp()  # geometric mean, coarsest scale
+        parallax = baseline_parallax(self.path(), float(self.intrinsics()[0, 0]), mean_depth)
+        self.source_table = parallax_sources(parallax, self.parallax_goals)
 
     def disparity(self, log_depth: Tensor) -> Tensor:
         """Log depth -> the [0, 1] disparity :class:`ViewSynthesisLoss` reads (linear in inverse depth, 0 at
