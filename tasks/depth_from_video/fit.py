@@ -336,7 +336,8 @@ class FitVideo(Task):
 
     # ------------------------------------------------------------------ loss
     def sources(self, targets: Tensor) -> list[Tensor]:
-        """(b,) target indices -> [(b,)] one source index per window offset o: t + o, or t - o outside the video."""
+        """(b,) target indices -> [(b,)] their sources: once :meth:`pick_sources_by_parallax` has run, one per column
+        of its table; before, one per window offset o: t + o, or t - o outside the video."""
         if self.source_table is not None:
             return list(self.source_table[targets].T)
         T = len(self.seq)
