@@ -12,8 +12,9 @@ The unknowns, each a module with one job:
 =====================  =========================================================================================
 
 The loss is the learned mode's :class:`~tasks.depth_from_video.objective.ViewSynthesisLoss` (SSIM + L1 reprojection
-error, per-pixel minimum over the sources, auto-mask, edge-aware smoothness of mean-normalised disparity), applied at
-the pyramid's scales. The scale gauge (depth and translation scaled together leave every reprojection unchanged) is
+error, averaged over the sources, edge-aware smoothness of mean-normalised disparity), applied at the pyramid's
+scales. Each frame's sources are first a fixed frame window, then the frames that give it set amounts of parallax
+(:mod:`~tasks.depth_from_video.parallax`). The scale gauge (depth and translation scaled together leave every reprojection unchanged) is
 fixed by construction: every frame's log depth is shifted so that frame 0's mean log depth is ``log(init_depth)``.
 """
 
