@@ -20,6 +20,7 @@ from torch import Tensor
 
 from runner.errors import ConfigError, InputError
 from runner.geometry.cameras import unproject_cam
+from tasks.depth_from_video.metrics import camera_centres
 
 PLANE_TRIALS = 200  # RANSAC samples per frame
 PLANE_POINTS = 3000  # points of the lower third drawn per frame
@@ -41,8 +42,7 @@ def path_length(cam_from_first: Tensor, segments: int = PATH_SEGMENTS) -> float:
     """Length of the camera path through (T, 4, 4) ``cam_t_from_cam_0`` poses [their units], measured along
     ``segments`` equal parts of the clip (chords between evenly spaced frames): a fit's frame-to-frame jitter of a
     few millimetres would otherwise add up over hundreds of frames to more than a slow camera travels."""
-    R, t = cam_from_first[:, :3, :3], cam_from_first[:, :3, 3:]
-    centres = -(R.transpose(1, 2) @ t)[..., 0]  # (T, 3) in the first camera's frame
+    centres = camera_centres(cam_from_first)  # (T, 3) in the first camera's frame
     index = torch.linspace(0, len(centres) - 1, min(segments, len(centres) - 1) + 1).round().long().unique()
     centres = centres[index.to(centres.device)]
     return float((centres[1:] - centres[:-1]).norm(dim=-1).sum())

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tasks.depth_from_video.metrics import camera_centres
+
 
 def baseline_parallax(cam_from_first: Tensor, focal: float, mean_depth: Tensor) -> Tensor:
     """The image motion a camera translation causes at a target's mean depth, ``f * |c_s - c_t| / d_t``.
@@ -22,8 +24,7 @@ def baseline_parallax(cam_from_first: Tensor, focal: float, mean_depth: Tensor) 
     Returns:
         (T, T) parallax [px] of source s (column) seen from target t (row).
     """
-    R, t = cam_from_first[:, :3, :3], cam_from_first[:, :3, 3:]
-    centres = -(R.transpose(1, 2) @ t)[..., 0]  # (T, 3) camera centres in frame 0's camera
+    centres = camera_centres(cam_from_first)  # (T, 3) in frame 0's camera
     return focal * torch.cdist(centres, centres) / mean_depth[:, None]
 
 
