@@ -105,7 +105,8 @@ def main() -> None:
             records, walls = [], []
             for seed in args.seeds:
                 record, wall = run([*overrides, f"seed={seed}"], args.threads, Path(tmp) / f"{i}_{seed}")
-                records.append(record), walls.append(wall)
+                records.append(record)
+                walls.append(wall)
                 lines.append(row(f"{name}, seed {seed}" if len(args.seeds) > 1 else name, record, wall))
                 print(lines[-1], flush=True)
             if len(args.seeds) > 1:
