@@ -14,8 +14,9 @@ The unknowns, each a module with one job:
 The loss is the learned mode's :class:`~tasks.depth_from_video.objective.ViewSynthesisLoss` (SSIM + L1 reprojection
 error, averaged over the sources, edge-aware smoothness of mean-normalised disparity), applied at the pyramid's
 scales. Each frame's sources are first a fixed frame window, then the frames that give it set amounts of parallax
-(:mod:`~tasks.depth_from_video.parallax`). The scale gauge (depth and translation scaled together leave every reprojection unchanged) is
-fixed by construction: every frame's log depth is shifted so that frame 0's mean log depth is ``log(init_depth)``.
+(:mod:`~tasks.depth_from_video.parallax`). The scale gauge (depth and translation scaled together leave every
+reprojection unchanged) is fixed by construction: every frame's log depth is shifted so that frame 0's mean log depth
+is ``log(init_depth)``.
 """
 
 from __future__ import annotations
