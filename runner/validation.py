@@ -123,14 +123,17 @@ def _warm_up_within_the_schedule(cfg: DictConfig) -> None:
 
 
 def _image_size(cfg: DictConfig, key: str) -> None:
-    """``key`` (when the config has it) must be [H, W]: two positive integers [px]."""
+    """``key`` (when the config has it) must be [H, W] or a height H: positive integers [px]."""
     parent, _, name = key.rpartition(".")
     node = _select(cfg, parent)
     if not isinstance(node, DictConfig) or name not in node:
         return
     value = node.get(name)
-    if not isinstance(value, ListConfig) or len(value) != 2 or not all(_is_int(s) and s > 0 for s in value):
-        raise ConfigError(f"{key} must be [H, W], two positive integers [px], got {value!r}: e.g. {key}=[96,320]")
+    pair = isinstance(value, ListConfig) and len(value) == 2 and all(_is_int(s) and s > 0 for s in value)
+    if not (pair or _is_int(value) and value > 0):
+        raise ConfigError(
+            f"{key} must be [H, W] or a height H, positive integers [px], got {value!r}: e.g. {key}=[96,320]"
+        )
 
 
 def _targets(node, path: str = "") -> list[tuple[str, str]]:

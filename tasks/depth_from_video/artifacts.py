@@ -135,7 +135,8 @@ def write_run_artifacts(out_dir: Path, weights: dict, predictions: list[tuple[Se
     gif_every = max(1, math.ceil(sum(len(seq) for seq, _ in panels) / 150))  # a GIF of <= 150 frames
     write_video(out_dir / "test_depth", depth_video(panels), VIDEO_FPS, gif=False, gif_every=gif_every)
     (out_dir / "README.txt").write_text(
-        "weights.pt: depth_net and pose_net state dicts (torch.load(..., weights_only=True)).\n"
+        "weights.pt: depth_net and pose_net state dicts, the depth range and the image size trained at\n"
+        "(torch.load(..., weights_only=True)).\n"
         "test_depth/<sequence>/<frame>.npy: predicted depth in the network's own (monocular, unknown) scale;\n"
         "<frame>.png: the same as 16-bit PNG in 1/1000 units; <frame>_color.png: inverse depth to look at.\n"
         "test_depth.mp4 (test_depth.gif without imageio-ffmpeg): the test frames beside their predicted inverse\n"

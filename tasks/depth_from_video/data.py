@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import abc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,36 @@ def resize_frames(frames: Tensor, image_size: tuple[int, int]) -> Tensor:
         return F.interpolate(frames, size=(H, W), mode="area")
     out = F.interpolate(frames, size=(H, W), mode="bilinear", align_corners=False, antialias=h >= H and w >= W)
     return out.clamp(0, 1)
+
+
+SIZE_MULTIPLE = 32  # the width a height alone gives is a multiple of this (the learned networks' stride)
+
+
+def frame_size(image_size: int | tuple[int, int], stored: tuple[int, int]) -> tuple[int, int]:
+    """The (H, W) frames stored at ``stored`` (h, w) are resized to.
+
+    Args:
+        image_size: (H, W), or one number H: the width then keeps the frames' aspect ratio, rounded to a
+            multiple of :data:`SIZE_MULTIPLE` (640x480 at H = 96 -> 96x128; 1242x375 -> 96x320).
+        stored: (h, w) of the frames as stored.
+    """
+    if isinstance(image_size, int):
+        h, w = stored
+        width = max(SIZE_MULTIPLE, math.floor(image_size * w / h / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE)
+        return image_size, width
+    return tuple(image_size)
+
+
+def check_image_size(image_size: object) -> int | tuple[int, int]:
+    """``data.image_size`` as a height or an (H, W) pair of positive integers, or a one-line error."""
+    def positive(n: object) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+    if positive(image_size):
+        return image_size
+    if isinstance(image_size, abc.Sequence) and len(image_size) == 2 and all(positive(n) for n in image_size):
+        return int(image_size[0]), int(image_size[1])
+    raise ConfigError(f"data.image_size must be a height H or [H, W] in pixels (positive integers), got {image_size}")
 
 
 def resize_depth(depth: Tensor, image_size: tuple[int, int]) -> Tensor:
@@ -195,7 +226,12 @@ class StreetVideos(VideoSource):
             raise ConfigError(f"data.frames_per_sequence must be >= 3, got {frames_per_sequence}")
         self.train_sequences, self.test_sequences = int(train_sequences), int(test_sequences)
         self.frames_per_sequence = int(frames_per_sequence)
-        self.image_size = tuple(int(s) for s in image_size)
+        self.image_size = check_image_size(image_size)
+        if isinstance(self.image_size, int):
+            raise ConfigError(
+                f"data=streets draws its frames at data.image_size=[H, W]: a height alone ({image_size}) has no "
+                "frames to take the width's aspect ratio from"
+            )
         self.speed, self.yaw_rate = float(speed), float(yaw_rate)
         self.renderer = renderer if renderer is not None else RaycastRenderer()
         self.depth_noise, self.seed = float(depth_noise), int(seed)
@@ -333,12 +369,13 @@ def _to_chw(img: np.ndarray, where, image_size: tuple[int, int] | None = None) -
 
 
 def read_frames_at(
-    path: str | Path, image_size: tuple[int, int] | None = None, stride: int = 1
+    path: str | Path, image_size: int | tuple[int, int] | None = None, stride: int = 1
 ) -> tuple[Tensor, tuple[int, int]]:
     """Every ``stride``-th frame of a folder of images (sorted by name) or a video file (imageio).
 
-    Each frame is resized to ``image_size`` (H, W) by :func:`resize_frames` right after it is decoded, so
-    memory holds one frame at its stored size plus T frames at ``image_size`` (None keeps the stored size).
+    Each frame is resized to ``image_size`` (H, W, or a height H: :func:`frame_size`) by :func:`resize_frames`
+    right after it is decoded, so memory holds one frame at its stored size plus T frames at that size (None
+    keeps the stored size).
 
     Returns:
         frames (T, 3, H, W) float RGB in [0, 1] and the (h, w) they were stored at (to rescale intrinsics).
@@ -359,6 +396,7 @@ def read_frames_at(
     for where, img in decoded:
         if size is None:
             size, first = tuple(img.shape[:2]), where
+            image_size = None if image_size is None else frame_size(image_size, size)
         elif tuple(img.shape[:2]) != size:
             raise InputError(
                 f"data.path: frames differ in size ({sorted({size, tuple(img.shape[:2])})}), e.g. {first.name} and "
@@ -390,7 +428,8 @@ class FramesVideo(VideoSource):
         intrinsics: YAML/JSON file with fx, fy, cx, cy [px], width, height; None: unknown, guessed from ``fov``
             (``mode=fit`` estimates them; ``mode=learn`` needs them).
         fov: the horizontal field of view of the guess without ``intrinsics`` [deg], in (0, 180).
-        image_size: (H, W) the frames are resized to, each as it is decoded (intrinsics rescaled to match).
+        image_size: (H, W) the frames are resized to, each as it is decoded (intrinsics rescaled to match), or
+            a height H: the width then keeps the frames' aspect ratio (:func:`frame_size`).
         test_fraction: the last fraction of the frames is held out for evaluation and prediction.
         depth_path: optional folder of ground-truth depth maps (16-bit PNG in mm or .npy in m, sorted by
             name, one per frame, 0 = invalid) for evaluation. Without it (a video without depth) the run
@@ -409,7 +448,7 @@ class FramesVideo(VideoSource):
         self,
         path: str,
         intrinsics: str | None = None,
-        image_size: tuple[int, int] = (96, 320),
+        image_size: int | tuple[int, int] = 96,
         test_fraction: float = 0.2,
         depth_path: str | None = None,
         frame_stride: int = 1,
@@ -425,7 +464,7 @@ class FramesVideo(VideoSource):
         if not 0 < fov < 180:
             raise ConfigError(f"data.fov must be in (0, 180) degrees, got {fov}")
         self.path, self.intrinsics, self.depth_path = path, intrinsics, depth_path
-        self.image_size = tuple(int(s) for s in image_size)
+        self.image_size = check_image_size(image_size)
         self.test_fraction, self.frame_stride, self.fov = float(test_fraction), int(frame_stride), float(fov)
         self.intrinsics_known = intrinsics is not None
         if self.intrinsics_known:
@@ -433,6 +472,7 @@ class FramesVideo(VideoSource):
 
     def load(self) -> Splits:
         frames, (h, w) = read_frames_at(self.path, self.image_size, self.frame_stride)
+        size = tuple(frames.shape[-2:])
         if not self.intrinsics_known:
             f = 0.5 * w / math.tan(math.radians(self.fov) / 2)
             self.K, self.k_size = PinholeCamera.intrinsics(f, f, (w - 1) / 2, (h - 1) / 2)[0], (h, w)
@@ -447,8 +487,8 @@ class FramesVideo(VideoSource):
         depth = read_depth_folder(self.depth_path)[:: self.frame_stride] if self.depth_path else None
         if depth is not None and len(depth) != len(frames):
             raise InputError(f"data.depth_path has {len(depth)} depth maps for {len(frames)} frames")
-        depth = None if depth is None else resize_depth(depth, self.image_size)
-        seq = Sequence(Path(self.path).stem, frames, rescale_K(K, (h, w), self.image_size), depth)
+        depth = None if depth is None else resize_depth(depth, size)
+        seq = Sequence(Path(self.path).stem, frames, rescale_K(K, (h, w), size), depth)
         return split_sequence(seq, self.test_fraction)
 
 
@@ -496,9 +536,10 @@ def split_sequence(seq: Sequence, test_fraction: float) -> Splits:
     return Splits([part(slice(0, T - n_test), "train")], [part(slice(T - n_test, T), "test")])
 
 
-def _finish(seq: Sequence, image_size: tuple[int, int]) -> Sequence:
-    """Resize frames and depth to ``image_size`` and rescale K."""
+def _finish(seq: Sequence, image_size: int | tuple[int, int]) -> Sequence:
+    """Resize frames and depth to ``image_size`` ((H, W) or a height: :func:`frame_size`) and rescale K."""
     size = seq.image_size
+    image_size = frame_size(image_size, size)
     return Sequence(
         seq.name,
         resize_frames(seq.frames, image_size),
@@ -517,7 +558,7 @@ class SevenScenes(VideoSource):
 
     Args:
         root: the folder holding ``camera-intrinsics.txt`` and ``frames/`` (or the frames themselves).
-        image_size: (H, W).
+        image_size: (H, W), or a height H (the width keeps the frames' aspect ratio: :func:`frame_size`).
         frame_stride: use every k-th frame (the Kinect moves ~0.5 cm per frame).
         test_fraction: the last fraction of the (strided) frames is held out for evaluation.
         camera_height, baseline_m: see :class:`VideoSource` (mode=fit: depth in metres).
@@ -535,7 +576,7 @@ class SevenScenes(VideoSource):
         self.set_metric_hints(camera_height, baseline_m)
         if root is None:
             raise ConfigError("data=seven_scenes needs data.root=<folder with frames/ and camera-intrinsics.txt>")
-        self.root, self.image_size = Path(root), tuple(int(s) for s in image_size)
+        self.root, self.image_size = Path(root), check_image_size(image_size)
         self.frame_stride, self.test_fraction = int(frame_stride), float(test_fraction)
 
     def load(self) -> Splits:
@@ -571,7 +612,7 @@ class KittiRaw(VideoSource):
     Args:
         root: the dataset root.
         train_split, test_split: split files (relative to ``root`` or absolute).
-        image_size: (H, W).
+        image_size: (H, W), or a height H (the width keeps the frames' aspect ratio: :func:`frame_size`).
     """
 
     def __init__(
@@ -583,7 +624,7 @@ class KittiRaw(VideoSource):
     ):
         if root is None:
             raise ConfigError("data=kitti needs data.root=<KITTI raw folder>")
-        self.root, self.image_size = Path(root), tuple(int(s) for s in image_size)
+        self.root, self.image_size = Path(root), check_image_size(image_size)
         self.train_split, self.test_split = train_split, test_split
 
     def load(self) -> Splits:

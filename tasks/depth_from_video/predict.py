@@ -17,10 +17,10 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from runner.errors import InputError, first_line
+from runner.errors import ConfigError, InputError, first_line
 from runner.predict import describe, load_config, matches, plain, show
 from tasks.depth_from_video.artifacts import write_depth_maps
-from tasks.depth_from_video.data import read_frames_at
+from tasks.depth_from_video.data import check_image_size, read_frames_at
 from tasks.depth_from_video.models import DepthNet, disp_to_depth
 
 TASK_TARGET = "tasks.depth_from_video.task.DepthFromVideo"
@@ -81,12 +81,16 @@ def build_depth_net(spec: object) -> nn.Module:
     return cls(**kwargs)
 
 
-def image_size(cfg: DictConfig) -> tuple[int, int]:
-    """``data.image_size`` of the run, (H, W): two positive integers."""
-    size = plain(cfg, "data", "image_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(matches(s, int) and s > 0 for s in size)):
-        raise InputError(f"data.image_size must be two positive integers [H, W], got {show(size)}")
-    return size[0], size[1]
+def trained_size(cfg: DictConfig, state: dict) -> tuple[int, int]:
+    """The (H, W) a run trained at: saved in its weights.pt, or (older runs) its config's ``data.image_size``."""
+    try:
+        size = check_image_size(state.get("image_size", plain(cfg, "data", "image_size")))
+    except ConfigError as e:
+        raise InputError(str(e)) from e
+    if isinstance(size, int):
+        raise InputError("artifacts/weights.pt does not say the image size the run trained at (data.image_size is "
+                         f"the height {size} only)")
+    return size
 
 
 class DepthModel(nn.Module):
@@ -116,7 +120,7 @@ def load_depth_model(run_dir: Path) -> tuple[DepthModel, tuple[int, int]]:
         depth_net.load_state_dict(state["depth_net"])
     except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
         raise InputError(f"{run_dir}: artifacts/weights.pt does not fit task.depth_net: {first_line(e)}") from e
-    return DepthModel(depth_net, state["min_depth"], state["max_depth"]).eval(), image_size(cfg)
+    return DepthModel(depth_net, state["min_depth"], state["max_depth"]).eval(), trained_size(cfg, state)
 
 
 def predict_video(run_dir: Path, input_path: Path, out_dir: Path, batch: int = 16) -> int:

@@ -374,6 +374,7 @@ class DepthFromVideo(Task):
             "pose_net": self.pose_net.state_dict(),
             "min_depth": self.min_depth,
             "max_depth": self.max_depth,
+            "image_size": list(self.splits.train[0].image_size),  # (H, W) trained at: data.image_size may be H only
         }
         write_run_artifacts(out_dir, weights, self.predictions())
 

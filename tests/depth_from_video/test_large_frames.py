@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.depth_from_video.data import FramesVideo, read_frames_at, read_image, rescale_K, resize_frames
+from runner.errors import ConfigError
+from tasks.depth_from_video.data import FramesVideo, frame_size, read_frames_at, read_image, rescale_K, resize_frames
 from tests.conftest import ROOT, dwx_env
 
 BIG = (3000, 4000)  # (h, w) [px]: 36 MB per frame as uint8, 144 MB as float32
@@ -46,6 +47,19 @@ def test_intrinsics_are_rescaled_from_the_stored_size(tmp_path, big_frames):
     K0 = torch.tensor([[3000.0, 0, 999.5], [0, 3000.0, 749.5], [0, 0, 1]])
     assert torch.allclose(seq.K, rescale_K(rescale_K(K0, (1500, 2000), BIG), BIG, (96, 128)))
     assert seq.K[0, 0].item() == pytest.approx(3000 * 128 / 2000) and seq.K[0, 2].item() == pytest.approx(63.5)
+
+
+def test_a_height_alone_keeps_the_aspect_ratio(tmp_path, big_frames):
+    """data.image_size=H: the width follows the frames' 4:3 (a multiple of 32), K rescaled per axis alike."""
+    assert frame_size(96, BIG) == (96, 128) and frame_size(96, (375, 1242)) == (96, 320)
+    assert frame_size(96, (360, 540)) == (96, 160) and frame_size(8, (100, 100)) == (8, 32)  # halves round up
+    K = {"fx": 3000.0, "fy": 3000.0, "cx": 1999.5, "cy": 1499.5, "width": 4000, "height": 3000}
+    (tmp_path / "K.json").write_text(json.dumps(K))
+    seq = FramesVideo(str(big_frames), str(tmp_path / "K.json"), image_size=96, test_fraction=0).load().train[0]
+    assert seq.image_size == (96, 128) and seq.K[0, 0].item() == pytest.approx(seq.K[1, 1].item())
+    for bad in (0, [96], 96.0, "96"):
+        with pytest.raises(ConfigError, match="data.image_size must be a height H or"):
+            FramesVideo(str(big_frames), image_size=bad)
 
 
 def test_frame_stride_skips_frames_of_folders_and_videos(tmp_path):

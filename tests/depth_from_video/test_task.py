@@ -173,7 +173,8 @@ def test_visuals_and_artifacts(tmp_path):
     assert logger.images_by_tag["train/target_vs_warped_source"].shape[2] > 2 * 768
     task.save(tmp_path)
     state = torch.load(tmp_path / "weights.pt", weights_only=True)
-    assert set(state) == {"depth_net", "pose_net", "min_depth", "max_depth"}
+    assert set(state) == {"depth_net", "pose_net", "min_depth", "max_depth", "image_size"}
+    assert state["image_size"] == [32, 96]  # what dwx predict and dwx export resize to
     name = task.splits.test[0].name
     depth = np.load(tmp_path / "test_depth" / name / "000000.npy")
     assert depth.shape == (32, 96) and (depth >= task.min_depth).all()

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from runner.cli import _with_resume
 from runner.errors import InputError
 from tasks.depth_from_video.models import DepthNet
-from tasks.depth_from_video.predict import build_depth_net, image_size
+from tasks.depth_from_video.predict import build_depth_net, trained_size
 from tests.conftest import run_dwx
 
 DEPTH_NET = "tasks.depth_from_video.models.DepthNet"
@@ -98,7 +98,9 @@ def test_predict_refuses_a_depth_net_that_names_other_code(tmp_path, kind, expec
 def test_predict_refuses_a_bad_image_size_in_one_line(tmp_path):
     run_dir, frames = _predict_folder(tmp_path, {"_target_": DEPTH_NET, **TINY_NET}, size=(-32, 96))
     out = run_dwx("predict", str(run_dir), str(frames), "--out", str(tmp_path / "pred"))
-    assert "data.image_size must be two positive integers [H, W], got [-32, 96]" in _one_error_line(out)
+    assert "data.image_size must be a height H or [H, W] in pixels (positive integers), got [-32, 96]" in (
+        _one_error_line(out)
+    )
 
 
 def test_predict_on_a_legitimate_run_folder_writes_depth(tmp_path):
@@ -130,10 +132,17 @@ def test_depth_net_arguments_are_checked_against_the_constructor(spec, expected)
 def test_depth_net_and_image_size_from_a_valid_config():
     net = build_depth_net({"_target_": DEPTH_NET, **TINY_NET, "init_disparity": 0.05, "decoder_norm": "batch"})
     assert isinstance(net, DepthNet) and net.num_scales == 2 and net.init_disparity == 0.05
-    assert image_size(OmegaConf.create({"data": {"image_size": [64, 192]}})) == (64, 192)
+
+    def config(size: object) -> DictConfig:
+        return OmegaConf.create({"data": {"image_size": size}})
+
+    assert trained_size(config([64, 192]), {}) == (64, 192)  # a run from before weights.pt held its size
+    assert trained_size(config(64), {"image_size": [64, 192]}) == (64, 192)  # the size it trained at
+    with pytest.raises(InputError, match="does not say the image size the run trained at"):
+        trained_size(config(64), {})
     for bad in ([64], [64, 0], [64.0, 192], [True, 192], "64x192", None):
-        with pytest.raises(InputError, match="data.image_size must be two positive integers"):
-            image_size(OmegaConf.create({"data": {"image_size": bad}}))
+        with pytest.raises(InputError, match=r"data.image_size must be a height H or \[H, W\]"):
+            trained_size(config(bad), {})
 
 
 def _resume_folder(tmp_path: Path, overrides: object) -> Path:
