@@ -7,7 +7,13 @@ with each frame's exposure fitted (``task.exposure=true``), and on the first hel
 one table row per run and seed (the seed orders the target frames), and with several seeds the median of each
 column. ``--write`` also writes the table to docs/depth_from_video_fit.md.
 
-    python benchmarks/depth_real.py [--write] [--threads N] [--seeds 0 1 2]
+``--clips DIR ...`` adds real clips of your own, each a folder with ``frames/`` (sorted by name), ``depth/`` (one
+ground-truth depth per frame: 16-bit PNG in mm or .npy in m), ``intrinsics.yaml`` (fx, fy, cx, cy, width,
+height) and optionally ``poses.txt`` (TUM ``i tx ty tz qx qy qz qw``, camera to world: its path length is given as
+``data.baseline_m``, for the columns in metres); they run with ``data=frames`` and its defaults.
+``--skip-builtin`` runs only those.
+
+    python benchmarks/depth_real.py [--write] [--threads N] [--seeds 0 1 2] [--clips DIR ...] [--skip-builtin]
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_line, write_report  # noqa: E402
@@ -48,6 +57,23 @@ def cases() -> dict[str, list[str]]:
         "7-Scenes kitchen, intrinsics given, exposure fitted": [*kitchen, "task.exposure=true"],
         "streets, held-out video 0": ["data.camera_height=1.5"],
     }
+
+
+def clip_cases(folders: list[Path]) -> dict[str, list[str]]:
+    """``data=frames`` runs of real clips in the layout ``--clips`` describes."""
+    runs = {}
+    for folder in folders:
+        overrides = [
+            "data=frames",
+            f"data.path={folder / 'frames'}",
+            f"data.intrinsics={folder / 'intrinsics.yaml'}",
+            f"data.depth_path={folder / 'depth'}",
+        ]
+        if (folder / "poses.txt").is_file():
+            centres = np.loadtxt(folder / "poses.txt", ndmin=2)[:, 1:4]
+            overrides.append(f"data.baseline_m={np.linalg.norm(np.diff(centres, axis=0), axis=1).sum():.4f}")
+        runs[folder.name] = overrides
+    return runs
 
 
 def run(overrides: list[str], threads: int, out: Path) -> tuple[dict, float]:
@@ -78,7 +104,8 @@ def row(name: str, record: dict, wall: float) -> str:
     return (
         f"| {name} | {m['abs_rel']:.3f} | {m['baseline_abs_rel']:.3f} | {m['abs_rel'] / m['baseline_abs_rel']:.2f} | "
         f"{m['a1']:.3f} | {m['baseline_a1']:.3f} | {focal} | {m.get('ate', float('nan')):.4f} | "
-        f"{m['abs_rel_metric']:.3f} | {m['scale_ratio']:.3f} | {record['steps']} | {wall:.0f} |"
+        f"{m.get('abs_rel_metric', float('nan')):.3f} | {m.get('scale_ratio', float('nan')):.3f} | {record['steps']} | "
+        f"{wall:.0f} |"
     )
 
 
@@ -93,28 +120,38 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="also write docs/depth_from_video_fit.md")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each run (default 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of each case (default 0)")
+    parser.add_argument("--clips", type=Path, nargs="+", default=[], help="folders of real clips (see above)")
+    parser.add_argument("--skip-builtin", action="store_true", help="run only the --clips")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1; 2 with --threads 1 on 2 cores)")
     args = parser.parse_args()
+    runs = {} if args.skip_builtin else cases()
+    runs.update(clip_cases(args.clips))
     machine = machine_line()
     lines = [
         "| video | abs_rel | constant baseline | ratio | a1 | baseline a1 | focal px: fit / truth (error) | ATE "
         "| abs_rel in metres | depth / truth | steps | wall s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, overrides) in enumerate(cases().items()):
-            records, walls = [], []
-            for seed in args.seeds:
-                record, wall = run([*overrides, f"seed={seed}"], args.threads, Path(tmp) / f"{i}_{seed}")
-                records.append(record)
-                walls.append(wall)
-                lines.append(row(f"{name}, seed {seed}" if len(args.seeds) > 1 else name, record, wall))
-                print(lines[-1], flush=True)
-            if len(args.seeds) > 1:
-                lines.append(row(f"**{name}, median**", median_record(records), statistics.median(walls)))
+    jobs = [(name, seed, overrides) for name, overrides in runs.items() for seed in args.seeds]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(run, [*overrides, f"seed={seed}"], args.threads, Path(tmp) / f"{i}")
+            for i, (_, seed, overrides) in enumerate(jobs)
+        ]
+        done: dict[str, list[tuple[dict, float]]] = {}
+        for (name, seed, _), future in zip(jobs, futures):
+            record, wall = future.result()
+            done.setdefault(name, []).append((record, wall))
+            lines.append(row(f"{name}, seed {seed}" if len(args.seeds) > 1 else name, record, wall))
+            print(lines[-1], flush=True)
+            if len(args.seeds) > 1 and len(done[name]) == len(args.seeds):
+                records, walls = zip(*done[name])
+                lines.append(row(f"**{name}, median**", median_record(list(records)), statistics.median(walls)))
                 print(lines[-1], flush=True)
     text = (
         "# depth_from_video mode=fit: measured\n\n"
-        f"`dwx run task=depth_from_video mode=fit` with its defaults, `threads={args.threads}`, seeds "
+        f"`dwx run task=depth_from_video mode=fit` with its defaults, `threads={args.threads}`, {args.jobs} run(s) "
+        "at a time, seeds "
         f"{', '.join(map(str, args.seeds))}; abs_rel and a1 after "
         "per-frame median scaling over every frame with ground truth, beside the best constant depth per frame (ratio "
         "= abs_rel / baseline); ATE in metres after a Sim(3) alignment (Umeyama); the focal length's truth is "
@@ -122,7 +159,16 @@ def main() -> None:
         "match both); \"in metres\": the depth put in metres by one known length, without per-image scaling (7-Scenes: "
         "data.baseline_m = the length of the true camera path; streets: data.camera_height=1.5, the generator's "
         "mean camera height), and the median ratio of that depth to the truth (1 = the scale is right); wall time "
-        "of the whole command (data loading, fit, artifacts).\n\n" + "\n".join(lines)
+        "of the whole command (data loading, fit, artifacts)."
+        + (
+            f" Real clips ({', '.join(p.name for p in args.clips)}): data=frames with its defaults, depth from the "
+            "clip's RGB-D sensor, data.baseline_m from its camera path; their origins and licences are in each "
+            "folder's SOURCES.md (not shipped with dwx)."
+            if args.clips
+            else ""
+        )
+        + "\n\n"
+        + "\n".join(lines)
     )
     print("\n" + text + f"\n\nMachine: {machine}")
     if args.write:

@@ -44,6 +44,7 @@ from tasks.depth_from_video.metric_scale import scale_from_baseline, scale_from_
 from tasks.depth_from_video.metrics import absolute_trajectory_error
 from tasks.depth_from_video.objective import ViewSynthesisLoss
 from tasks.depth_from_video.parallax import baseline_parallax, parallax_sources
+from tasks.depth_from_video.pose_init import align_rotations
 from tasks.depth_from_video.snippets import Batch, FrameWindow
 
 log = logging.getLogger("dwx")
@@ -205,6 +206,8 @@ class FitVideo(Task):
             :class:`~tasks.depth_from_video.objective.ViewSynthesisLoss`; ``scale_anchor`` must be 0 (the gauge is
             fixed by construction).
         exposure: fit each frame's affine colour response (:class:`Exposure`, parameter group ``exposure``).
+        pose_init_steps: Adam steps per scale of aligning consecutive frames' rotations before the fit
+            (:func:`~tasks.depth_from_video.pose_init.align_rotations`); 0 = the path starts at rest.
         eval_scaling, eval_min_depth, eval_max_depth, garg_crop: :class:`EvalProtocol`.
         seed: the targets of each step.
     """
@@ -234,6 +237,7 @@ class FitVideo(Task):
         min_reprojection: bool = False,
         automask: bool = False,
         exposure: bool = False,
+        pose_init_steps: int = 100,
         warp_min_depth_ratio: float = 0.25,
         eval_scaling: str = "median",
         eval_min_depth: float = 1e-3,
@@ -262,6 +266,8 @@ class FitVideo(Task):
             raise ConfigError(f"task.source_parallax must be null or goals > 0 [px], got {list(source_parallax)}")
         if not 0 <= parallax_from < 1:
             raise ConfigError(f"task.parallax_from must be in [0, 1), got {parallax_from}")
+        if pose_init_steps < 0:
+            raise ConfigError(f"task.pose_init_steps must be >= 0 (0 = off), got {pose_init_steps}")
         check_video_source(data)
         self.window = FrameWindow(frame_window)
         self.parallax_goals = None if source_parallax is None else [float(g) for g in source_parallax]
@@ -272,6 +278,7 @@ class FitVideo(Task):
         self.level_steps = [0] * levels
         self.num_levels, self.depth_range = int(levels), (float(min_depth), float(max_depth))
         self.intrinsics_mode, self.fov, self.fit_exposure = intrinsics, float(fov), bool(exposure)
+        self.pose_init_steps = int(pose_init_steps)
         self.objective = ViewSynthesisLoss(
             losses=losses,
             scales=scales,
@@ -322,6 +329,12 @@ class FitVideo(Task):
         super().setup(device)
         self.seq = seq.to(device)
         self.metric = "abs_rel" if seq.depth is not None else "photometric"
+        if self.pose_init_steps:
+            rotation = align_rotations(self.seq.frames, self.intrinsics().detach(), self.pose_init_steps)
+            with torch.no_grad():
+                self.path.rotation.copy_(rotation)
+            turn = rotation.norm(dim=-1).rad2deg()
+            log.info("consecutive frames aligned: they turn %.1f deg (median), %.1f (max)", turn.median(), turn.max())
 
     def plan(self, total_steps: int) -> None:
         """Each level's first step from its ``level_start`` fraction of the run."""
