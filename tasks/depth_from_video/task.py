@@ -181,6 +181,13 @@ class DepthFromVideo(Task):
         self.splits = Splits([s.to(device) for s in splits.train], [s.to(device) for s in splits.test])
         self.sampler = SnippetSampler(self.splits.train, self.window, self.batch_size, self.flip, self.color_jitter)
         self._choose_metric(self.splits.test)
+        if isinstance(self.data, FramesVideo):
+            log.warning(
+                "mode=learn trains networks on %d frames of this one video and scores them on the last %d; for "
+                "the depth of every frame of a video, mode=fit is the method (README: Depth for your own video)",
+                sum(len(s) for s in splits.train),
+                sum(len(s) for s in splits.test),
+            )
 
     def _choose_metric(self, test: list[Sequence]) -> None:
         """``abs_rel`` when a test sequence holds ground-truth depth, else ``val_photometric``, which needs

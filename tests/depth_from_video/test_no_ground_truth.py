@@ -88,6 +88,8 @@ def test_cli_trains_predicts_and_saves_a_video_without_depth(video, tmp_path):
     assert (run_dir / "artifacts" / "weights.pt").is_file()
     log = out.stdout + out.stderr
     assert "no ground-truth depth: data.depth_path not set, so no abs_rel" in log
+    assert "mode=learn trains networks on 10 frames of this one video and scores them on the last 6" in log
+    assert "mode=fit is the method" in log  # a user's one video: the hint to the per-video fit
 
 
 def test_val_photometric_is_lower_for_the_true_depth_than_for_a_constant_one(video):
