@@ -3,8 +3,11 @@
 Coarse to fine, with no per-object setting: the renderer's blur ``sigma`` starts wide (1 pixel^2: gradients
 reach silhouette parts far from the sphere, such as legs and wings) and narrows geometrically to a sharp 0.01
 pixel^2, at which the hard silhouette of the mesh matches its soft one (a soft silhouette fitted at a wider blur
-spreads over the mesh's outline, so its hard silhouette is eroded). Optionally (``subdivide_at``) the template
-is subdivided 1-to-4 during the run (:mod:`~.remesh`).
+spreads over the mesh's outline, so its hard silhouette is eroded). The first part of the run
+(``coarse_until``) renders at ``coarse_size`` pixels against the targets shrunk to it (the whole shape is found
+at a quarter of the cost), the rest at the views' own size, where thin parts (a lamp's pole, chair legs) are
+pixels wide rather than fractions of one. Optionally (``subdivide_at``) the template is subdivided 1-to-4 during
+the run (:mod:`~.remesh`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runner.errors import ConfigError
+from runner.geometry.cameras import PinholeCamera
 from runner.geometry.meshes import Meshes
 from runner.logging import Logger
 from runner.losses.silhouette import soft_iou
@@ -62,6 +67,9 @@ class FitRecon(ReconTask):
             over its mesh's outline); null = the renderer's ``sigma`` throughout (also without a ``sigma``).
         blur_end: renderer ``sigma`` from ``blur_until`` on [pixel^2].
         blur_until: fraction of the run, in (0, 1], at which the blur reaches ``blur_end``.
+        coarse_size: image size [px] the fit renders at until ``coarse_until`` (targets shrunk by area averaging);
+            null = the views' size throughout.
+        coarse_until: fraction of the run, in [0, 1), rendered at ``coarse_size``.
         template_radius: radius of the initial sphere [scene units].
         smoothing: lambda of the ``(I + lambda L)^-1`` offset parametrisation (Nicolet et al. 2021); 0 = raw
             per-vertex offsets (one view asks for detail, such as thin parts, rather than volume).
@@ -92,6 +100,8 @@ class FitRecon(ReconTask):
         blur_start: float | None = 1.0,
         blur_end: float = 0.01,
         blur_until: float = 0.7,
+        coarse_size: int | None = 64,
+        coarse_until: float = 0.5,
     ):
         super().__init__(
             renderer, gt_renderer, views, template_level, template_radius, smoothing, laplacian, num_points, seed
@@ -114,9 +124,14 @@ class FitRecon(ReconTask):
         if blur_start is not None and not hasattr(renderer, "sigma"):
             log.warning("task.blur_start is ignored: renderer %s has no sigma", type(renderer).__name__)
             blur_start = None
-        pixel = 2.0 / self.view_config.image_size  # NDC units per pixel (the shorter side spans 2)
-        self.sigma_start = None if blur_start is None else blur_start * pixel**2
-        self.sigma_end, self.blur_until = blur_end * pixel**2, float(blur_until)
+        if coarse_size is not None and not (isinstance(coarse_size, int) and coarse_size > 0 and 0 <= coarse_until < 1):
+            raise ConfigError(
+                f"task.coarse_size must be null or a size > 0 [px] and task.coarse_until in [0, 1), got "
+                f"{coarse_size} and {coarse_until}"
+            )
+        self.coarse_size, self.coarse_until, self.coarse_steps = coarse_size, float(coarse_until), 0
+        self._coarse: tuple[Tensor, Tensor] | None = None  # (mask, rgb) of every view shrunk to coarse_size
+        self.blur_start, self.blur_end, self.blur_until = blur_start, float(blur_end), float(blur_until)
         self.smoothing, self.start_level = smoothing, template_level
         self.subdivide_steps: list[int] = []
         self.total_steps = 1
@@ -197,6 +212,8 @@ class FitRecon(ReconTask):
         """Steps of the subdivisions and of the end of the sigma schedule."""
         self.total_steps = total_steps
         self.subdivide_steps = [max(1, round(f * total_steps)) for f in self.subdivide_at]
+        smaller = self.coarse_size is not None and self.coarse_size < self.views.cameras.image_size[0]
+        self.coarse_steps = round(self.coarse_until * total_steps) if smaller else 0
 
     # ------------------------------------------------------------------ optimisation
     def param_groups(self) -> dict[str, list[Tensor]]:
@@ -251,12 +268,28 @@ class FitRecon(ReconTask):
         self.level += 1
         self._build()
 
-    def fit_renderer(self, step: int) -> Renderer:
-        """The renderer at ``step``: its ``sigma`` narrowed geometrically from the start blur to the end blur."""
-        if self.sigma_start is None:
+    def fit_renderer(self, step: int, size: int) -> Renderer:
+        """The renderer at ``step``, drawing ``size`` pixels: its ``sigma`` narrowed geometrically from the start blur
+        to the end blur [pixel^2 at that size]."""
+        if self.blur_start is None:
             return self.renderer
         t = min(1.0, step / max(1.0, self.blur_until * self.total_steps))
-        return with_sigma(self.renderer, self.sigma_start * (self.sigma_end / self.sigma_start) ** t, "blur_start")
+        pixel = 2.0 / size  # NDC units per pixel (the shorter side spans 2)
+        sigma = self.blur_start * (self.blur_end / self.blur_start) ** t * pixel**2
+        return with_sigma(self.renderer, sigma, "blur_start")
+
+    def targets(self, step: int, idx: list[int]) -> tuple[PinholeCamera, Tensor, Tensor]:
+        """The cameras, (N, S, S, 3) colours and (N, S, S) silhouettes of views ``idx`` at the size of ``step``."""
+        v = self.views
+        if step >= self.coarse_steps:
+            return v.cameras[idx], v.rgb[idx], v.mask[idx]
+        size = (self.coarse_size, self.coarse_size)
+        if self._coarse is None:  # area averaging: a pixel's coverage of the finer silhouette
+            mask = F.interpolate(v.mask[:, None], size=size, mode="area")[:, 0]
+            rgb = F.interpolate(v.rgb.permute(0, 3, 1, 2), size=size, mode="area").permute(0, 2, 3, 1)
+            self._coarse = (mask, rgb)
+        mask, rgb = self._coarse
+        return v.cameras[idx].resized(size), rgb[idx], mask[idx]
 
     def loss(self, step: int) -> dict[str, Tensor]:
         while int(self.level) - self.start_level < sum(step >= s for s in self.subdivide_steps):
@@ -266,13 +299,14 @@ class FitRecon(ReconTask):
             fit = fit[torch.randperm(len(fit), generator=self.step_generator(step))[: self.views_per_step]]
         idx = fit.tolist()
         mesh = self.current()
-        out = self.fit_renderer(step)(mesh.extend(len(idx)), self.views.cameras[idx])
+        cameras, rgb, mask = self.targets(step, idx)
+        out = self.fit_renderer(step, cameras.image_size[0])(mesh.extend(len(idx)), cameras)
         w = self.losses
-        terms = {"silhouette": w["silhouette"] * soft_iou(out.alpha, self.views.mask[idx])}
+        terms = {"silhouette": w["silhouette"] * soft_iou(out.alpha, mask)}
         if w["rgb"] > 0 and self.optimize_color:
-            error = (out.rgb - self.views.rgb[idx]).abs()  # (N, H, W, 3)
+            error = (out.rgb - rgb).abs()  # (N, H, W, 3)
             if self.texture_logits is not None:  # the object's pixels only: the background would paint the
-                mask = self.views.mask[idx][..., None]  # texels at the silhouette's border (grazing faces) black
+                mask = mask[..., None]  # texels at the silhouette's border (grazing faces) black
                 error = error * mask / mask.mean().clamp(min=1e-6)
             terms["rgb"] = w["rgb"] * error.mean()
         return {**terms, **prior_terms(mesh, w, self.laplacian)}

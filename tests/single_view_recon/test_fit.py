@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from runner.geometry.mesh_io import save_obj
@@ -93,13 +94,28 @@ def test_refine_keeps_the_shape_and_the_parameter_shapes(tmp_path, monkeypatch):
 
 
 def test_blur_narrows_from_start_to_end_in_pixels(tmp_path, monkeypatch):
-    task, _ = _fit_task(tmp_path, monkeypatch)
+    task, _ = _fit_task(tmp_path, monkeypatch, "task.coarse_size=null")
     task.plan(100)
     pixel2 = (2 / 40) ** 2
-    assert task.fit_renderer(0).sigma == pytest.approx(task.sigma_start) == pytest.approx(1.0 * pixel2)
-    assert task.fit_renderer(70).sigma == pytest.approx(0.01 * pixel2)
-    assert task.fit_renderer(99).sigma == pytest.approx(0.01 * pixel2)
+    assert task.fit_renderer(0, 40).sigma == pytest.approx(1.0 * pixel2)
+    assert task.fit_renderer(0, 20).sigma == pytest.approx(4.0 * pixel2)  # a pixel of a coarser image is wider
+    assert task.fit_renderer(70, 40).sigma == pytest.approx(0.01 * pixel2)
+    assert task.fit_renderer(99, 40).sigma == pytest.approx(0.01 * pixel2)
     assert task.renderer.sigma == 1e-4  # the configured renderer itself is untouched
+
+
+def test_the_coarse_phase_renders_shrunk_targets_then_the_views_own(tmp_path, monkeypatch):
+    task, _ = _fit_task(tmp_path, monkeypatch, "task.coarse_size=20", "task.coarse_until=0.5")
+    task.plan(10)
+    cameras, rgb, mask = task.targets(4, [0])
+    assert cameras.image_size == (20, 20) and rgb.shape == (1, 20, 20, 3) and mask.shape == (1, 20, 20)
+    assert float(mask.mean()) == pytest.approx(float(task.views.mask[0].mean()), abs=1e-6)  # area kept
+    assert torch.allclose(cameras.K[0, :2, :2], task.views.cameras[[0]].K[0, :2, :2] / 2)  # the view at half size
+    cameras, rgb, mask = task.targets(5, [0])
+    assert cameras.image_size == (40, 40) and torch.equal(mask, task.views.mask[[0]])
+    assert "silhouette" in task.loss(4) and "silhouette" in task.loss(5)  # both sizes render
+    with pytest.raises(InstantiationException, match="task.coarse_size must be null or a size > 0"):
+        _fit_task(tmp_path, monkeypatch, "task.coarse_size=0")
 
 
 def test_thin_shape_is_fitted_on_its_input_view(tmp_path, monkeypatch):
