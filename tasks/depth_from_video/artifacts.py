@@ -26,19 +26,22 @@ if TYPE_CHECKING:  # dwx predict imports this module: it needs neither the loss 
 VIDEO_FPS = 10  # frames per second of test_depth.mp4
 
 
-def prediction_panel(depth: Tensor) -> Panel:
-    """(T, H, W) predicted depth [network units] -> its inverse colour-mapped on one range for the whole
-    sequence (:func:`inverse_depth_range`; near is red, far is blue), with a colour bar."""
+NETWORK_SCALE = "prediction: 1/depth (network's scale)"
+
+
+def prediction_panel(depth: Tensor, label: str = NETWORK_SCALE) -> Panel:
+    """(T, H, W) predicted depth -> its inverse colour-mapped on one range for the whole sequence
+    (:func:`inverse_depth_range`; near is red, far is blue), with a colour bar, under ``label`` (its units)."""
     inverse = 1.0 / depth.detach().float().cpu().clamp(min=1e-6)
-    return mapped("prediction: 1/depth (network's scale)", inverse, *inverse_depth_range(inverse))
+    return mapped(label, inverse, *inverse_depth_range(inverse))
 
 
-def write_depth_maps(depth: Tensor, folder: Path) -> Panel:
+def write_depth_maps(depth: Tensor, folder: Path, label: str = NETWORK_SCALE) -> Panel:
     """(T, H, W) depth -> ``folder/<t:06d>.npy`` (float32), ``.png`` (uint16, x1000: data, which looks black in
     an image viewer) and ``_color.png``: the :func:`prediction_panel` colours, enlarged one frame at a time to be
     seen (:func:`runner.logging.readable_size`). Returns that panel, for :func:`depth_video`."""
     folder.mkdir(parents=True, exist_ok=True)
-    panel = prediction_panel(depth)
+    panel = prediction_panel(depth, label)
     for t, d in enumerate(depth.detach().float().cpu().numpy()):
         np.save(folder / f"{t:06d}.npy", d.astype(np.float32))
         iio.imwrite(folder / f"{t:06d}.png", np.clip(d * 1000, 0, 65535).round().astype(np.uint16))
@@ -144,19 +147,24 @@ def write_run_artifacts(out_dir: Path, weights: dict, predictions: list[tuple[Se
     )
 
 
-def write_fit_artifacts(out_dir: Path, seq: Sequence, depth: Tensor, camera: PinholeCamera, estimated: bool) -> None:
+def write_fit_artifacts(
+    out_dir: Path, seq: Sequence, depth: Tensor, camera: PinholeCamera, estimated: bool, metres: bool
+) -> None:
     """What ``mode=fit`` leaves: ``depth/<sequence>/`` (:func:`write_depth_maps`), ``depth.mp4`` (``.gif`` without
     ffmpeg), ``trajectory.txt`` (:func:`write_tum_trajectory`), ``intrinsics.json``, ``points.ply``
     (:func:`write_point_cloud`) and a ``README.txt`` saying what they are.
 
     Args:
         seq: the fitted video, frames (T, 3, H, W).
-        depth: (T, H, W) its fitted depth [gauge units].
+        depth: (T, H, W) its fitted depth [gauge units, or metres].
         camera: the T fitted cameras: K and ``cam_from_world`` with frame 0 as the world.
         estimated: the intrinsics were estimated (not given by the data source).
+        metres: depth and camera are in metres (one known length gave the scale), else in the fit's own scale.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    panel = write_depth_maps(depth, out_dir / "depth" / seq.name)
+    unit = "in metres" if metres else "in the fit's own scale (frame 0's mean log depth is fixed)"
+    label = "fit: 1/depth [1/m]" if metres else "fit: 1/depth (the fit's own scale)"
+    panel = write_depth_maps(depth, out_dir / "depth" / seq.name, label)
     write_video(
         out_dir / "depth",
         depth_video([(seq, panel)]),
@@ -168,7 +176,7 @@ def write_fit_artifacts(out_dir: Path, seq: Sequence, depth: Tensor, camera: Pin
     write_intrinsics(out_dir / "intrinsics.json", camera.K[0], camera.image_size, estimated=estimated)
     write_point_cloud(out_dir / "points.ply", seq.frames, depth, camera)
     (out_dir / "README.txt").write_text(
-        f"depth/{seq.name}/<frame>.npy: fitted depth in the fit's own scale (frame 0's mean log depth is fixed);\n"
+        f"depth/{seq.name}/<frame>.npy: fitted depth {unit};\n"
         "<frame>.png: the same as 16-bit PNG in 1/1000 units; <frame>_color.png: inverse depth to look at.\n"
         "depth.mp4 (depth.gif without imageio-ffmpeg): every frame beside its fitted inverse depth.\n"
         "trajectory.txt: the camera of every frame in TUM format (timestamp = frame index, tx ty tz qx qy qz qw:\n"

@@ -489,7 +489,7 @@ class FitVideo(Task):
             depth, poses = depth * scale, poses.clone()
             poses[:, :3, 3] *= scale
         camera = PinholeCamera(K[None].expand(len(self.seq), 3, 3), poses, self.seq.image_size)
-        write_fit_artifacts(out_dir, self.seq, depth, camera, estimated=self.intrinsics.estimate)
+        write_fit_artifacts(out_dir, self.seq, depth, camera, self.intrinsics.estimate, metres=scale is not None)
 
     def summary(self, metrics):
         focal = f"focal={metrics['focal_px']:.1f} px"

@@ -106,6 +106,7 @@ def test_cli_writes_metrics_depth_maps_trajectory_and_intrinsics(tmp_path):
     assert np.allclose([float(v) for v in rows[0][1:]], [0, 0, 0, 0, 0, 0, 1])  # frame 0 is the world
     assert set(json.loads((art / "intrinsics.json").read_text())) >= {"fx", "fy", "cx", "cy", "width", "height"}
     assert (art / "points.ply").read_bytes().startswith(b"ply\nformat binary_little_endian 1.0\n")
+    assert "fitted depth in the fit's own scale" in (art / "README.txt").read_text()  # no known length: no metres
 
 
 def test_a_one_frame_video_is_one_line_and_exit_2(tmp_path):
