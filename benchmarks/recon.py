@@ -25,6 +25,7 @@ template to all 24 views of 4 test objects per category peaks near 0.6 (then it 
     python benchmarks/recon.py --only learn --steps 300   # a shorter learned run
     python benchmarks/recon.py --only learn --threads 2   # on an idle machine
     python benchmarks/recon.py --only meshes --meshes ../shared/data/meshes /work/thin_meshes --views 1 8 --write
+    python benchmarks/recon.py --only meshes --views 1 --jobs 2 --threads 1   # two fits at a time on 2 cores
 
 ``--only meshes`` fits every OBJ / PLY under the folders with the default settings (`dwx run task=single_view_recon
 data=mesh data.path=...`), from view 3 alone (silhouette_iou >= 0.95 each, median >= 0.97, each <= 120 s) and from 8
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,9 +100,9 @@ def find_meshes(folders: list[str]) -> list[Path]:
     return found
 
 
-def mesh_table(folders: list[str], views: int, extra: list[str]) -> tuple[str, bool]:
-    """Fit every mesh of ``folders`` with the default settings from 1 or 8 views; a Markdown table and whether
-    every target holds."""
+def mesh_table(folders: list[str], views: int, extra: list[str], jobs: int = 1) -> tuple[str, bool]:
+    """Fit every mesh of ``folders`` with the default settings from 1 or 8 views, ``jobs`` at a time; a Markdown
+    table and whether every target holds."""
     metric, each, median_target, budget = MESH_TARGETS[views]
     fit = ["task.fit=[3]"] if views == 1 else [f"task.fit=[{','.join(map(str, MULTIVIEW))}]"]
     rows = [
@@ -108,8 +110,11 @@ def mesh_table(folders: list[str], views: int, extra: list[str]) -> tuple[str, b
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     values, ok, nan = [], True, float("nan")
-    for path in find_meshes(folders):
-        record, _ = run(None, ["data=mesh", f"data.path={path}", *fit, *extra])
+    meshes = find_meshes(folders)
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(run, None, ["data=mesh", f"data.path={path}", *fit, *extra]) for path in meshes]
+        records = [future.result()[0] for future in futures]
+    for path, record in zip(meshes, records):
         m = record["metrics"]
         values.append(m[metric])
         good = (each is None or m[metric] >= each) and (budget is None or record["wall_time_s"] <= budget)
@@ -149,6 +154,7 @@ def main() -> None:
         help="fit the meshes from 1 view, 8 views, or both",
     )
     parser.add_argument("--write", action="store_true", help=f"write the mesh tables to {REPORT.relative_to(ROOT)}")
+    parser.add_argument("--jobs", type=int, default=1, help="meshes fitted at a time (--only meshes; default 1)")
     parser.add_argument("overrides", nargs="*", help="extra dwx overrides for every run (key=value)")
     parser.add_argument("--steps", type=int, help="override loop.steps of every run")
     parser.add_argument(
@@ -163,7 +169,7 @@ def main() -> None:
         machine = machine_line()
         print(machine, flush=True)
         start = time.perf_counter()
-        tables = [mesh_table(args.meshes, views, extra)[0] for views in args.views]
+        tables = [mesh_table(args.meshes, views, extra, args.jobs)[0] for views in args.views]
         text = "\n\n".join(tables)
         print(text)
         if args.write:  # replaces this section of the report (the last one), keeps what is above it
@@ -172,7 +178,8 @@ def main() -> None:
                 REPORT,
                 f"{above}\n\n{MESH_SECTION}\n\n{text}",
                 machine,
-                f" ({(time.perf_counter() - start) / 60:.0f} min, meshes from {', '.join(args.meshes)})",
+                f" ({(time.perf_counter() - start) / 60:.0f} min, {args.jobs} fit(s) at a time, {args.threads} "
+                f"thread(s) each, meshes from {', '.join(args.meshes)})",
             )
         return
     for group in [args.only] if args.only else list(CASES):
