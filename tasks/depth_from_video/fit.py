@@ -49,7 +49,7 @@ from tasks.depth_from_video.snippets import Batch, FrameWindow
 
 log = logging.getLogger("dwx")
 
-FIT_LOSSES = MappingProxyType({"photometric": 1.0, "smoothness": 0.1})  # per-pixel depth: more smoothing than a network
+FIT_LOSSES = MappingProxyType({"photometric": 1.0, "smoothness": 0.3})  # per-pixel depth: more smoothing than a network
 INTRINSICS = ("auto", "known", "estimate")
 PARALLAX_EVERY = 10  # steps between two choices of sources by parallax
 
