@@ -147,12 +147,15 @@ def test_missing_required_keys_are_config_errors():
         FramesVideo(None, None)
     with pytest.raises(ConfigError, match="data.root"):
         SevenScenes(None)
+    with pytest.raises(ConfigError, match=r"data=streets draws its frames at data.image_size=\[H, W\]"):
+        StreetVideos(image_size=64)  # a height alone: the streets have no stored frames to take an aspect from
 
 
 def test_seven_scenes_real_clip():
     root = shared_data("7scenes_redkitchen")
     seq = SevenScenes(str(root), image_size=(96, 128), frame_stride=2).load().train[0]
     assert seq.frames.shape == (30, 3, 96, 128)
+    assert SevenScenes(str(root), image_size=96).load().train[0].image_size == (96, 128)  # 640x480
     assert seq.K[0, 0].item() == pytest.approx(585 * 128 / 640)
     valid = seq.depth[seq.depth > 0]
     assert 0.5 < valid.min() and valid.max() < 5.0  # metres; 65535 invalid markers removed
