@@ -61,7 +61,7 @@ class FitRecon(ReconTask):
         template_level: icosphere subdivision level at the start (3: 642 vertices).
         subdivide_at: fractions of the run, in (0, 1), at each of which the template is subdivided 1-to-4 (its
             shape kept, the smooth parametrisation rebuilt); ``template_level + len(subdivide_at) <= 4``.
-        blur_start: renderer ``sigma`` at the first step [pixel^2, converted to the renderer's NDC^2 at the view
+        blur_start: renderer ``sigma`` at the first step [pixel^2, converted to the renderer's NDC^2 at the rendered
             size], narrowed geometrically to ``blur_end`` by ``blur_until``: a wide blur first reaches far
             silhouette parts, a sharp one last makes the hard silhouette match (the soft one at a wider blur grows
             over its mesh's outline); null = the renderer's ``sigma`` throughout (also without a ``sigma``).
