@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import abc
 
 from omegaconf import DictConfig, ListConfig
 
@@ -122,6 +123,16 @@ def _warm_up_within_the_schedule(cfg: DictConfig) -> None:
         )
 
 
+def image_size_value(value: object) -> int | tuple[int, int] | None:
+    """An image size as configs give it: a height H (positive int) or (H, W) (two positive ints); None if neither."""
+    if _is_int(value) and value > 0:
+        return value
+    if isinstance(value, abc.Sequence) and not isinstance(value, str) and len(value) == 2:
+        if all(_is_int(s) and s > 0 for s in value):
+            return int(value[0]), int(value[1])
+    return None
+
+
 def _image_size(cfg: DictConfig, key: str) -> None:
     """``key`` (when the config has it) must be [H, W] or a height H: positive integers [px]."""
     parent, _, name = key.rpartition(".")
@@ -129,8 +140,7 @@ def _image_size(cfg: DictConfig, key: str) -> None:
     if not isinstance(node, DictConfig) or name not in node:
         return
     value = node.get(name)
-    pair = isinstance(value, ListConfig) and len(value) == 2 and all(_is_int(s) and s > 0 for s in value)
-    if not (pair or _is_int(value) and value > 0):
+    if image_size_value(value) is None:
         raise ConfigError(
             f"{key} must be [H, W] or a height H, positive integers [px], got {value!r}: e.g. {key}=[96,320]"
         )

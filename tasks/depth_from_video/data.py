@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import abc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from runner.geometry.cameras import PinholeCamera
 from runner.geometry.transforms import invert_rigid
 from runner.render.raycast import RaycastRenderer
 from runner.task import check_data_source
+from runner.validation import image_size_value
 from tasks.depth_from_video.metric_scale import check_metric_hints
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -122,14 +122,12 @@ def frame_size(image_size: int | tuple[int, int], stored: tuple[int, int]) -> tu
 
 def check_image_size(image_size: object) -> int | tuple[int, int]:
     """``data.image_size`` as a height or an (H, W) pair of positive integers, or a one-line error."""
-    def positive(n: object) -> bool:
-        return isinstance(n, int) and not isinstance(n, bool) and n > 0
-
-    if positive(image_size):
-        return image_size
-    if isinstance(image_size, abc.Sequence) and len(image_size) == 2 and all(positive(n) for n in image_size):
-        return int(image_size[0]), int(image_size[1])
-    raise ConfigError(f"data.image_size must be a height H or [H, W] in pixels (positive integers), got {image_size}")
+    size = image_size_value(image_size)
+    if size is None:
+        raise ConfigError(
+            f"data.image_size must be a height H or [H, W] in pixels (positive integers), got {image_size}"
+        )
+    return size
 
 
 def resize_depth(depth: Tensor, image_size: tuple[int, int]) -> Tensor:
