@@ -30,20 +30,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_line, write_report  # noqa: E402
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 KITCHEN = ROOT.parent / "shared" / "data" / "7scenes_redkitchen"
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
+from machine import machine_line, write_report  # noqa: E402
+
+from tasks.depth_from_video.data import SevenScenes  # noqa: E402
+from tasks.depth_from_video.metric_scale import chord_length, path_length  # noqa: E402
+
 
 def kitchen_path_length() -> float:
     """The length of the 7-Scenes clip's true camera path [m] (the frames the fit sees): the distance a user would
     measure and give as ``data.baseline_m``."""
-    sys.path.insert(0, str(ROOT))
-    from tasks.depth_from_video.data import SevenScenes
-    from tasks.depth_from_video.metric_scale import path_length
-
     seq = SevenScenes(str(KITCHEN)).load().test[0]
     return path_length(seq.cam_from_world @ seq.cam_from_world[0].inverse())
 
@@ -69,9 +69,9 @@ def clip_cases(folders: list[Path]) -> dict[str, list[str]]:
             f"data.intrinsics={folder / 'intrinsics.yaml'}",
             f"data.depth_path={folder / 'depth'}",
         ]
-        if (folder / "poses.txt").is_file():
-            centres = np.loadtxt(folder / "poses.txt", ndmin=2)[:, 1:4]
-            overrides.append(f"data.baseline_m={np.linalg.norm(np.diff(centres, axis=0), axis=1).sum():.4f}")
+        if (folder / "poses.txt").is_file():  # TUM rows: the camera centre is (tx, ty, tz)
+            centres = torch.from_numpy(np.loadtxt(folder / "poses.txt", ndmin=2)[:, 1:4])
+            overrides.append(f"data.baseline_m={chord_length(centres):.4f}")  # as the fit measures its own path
         runs[folder.name] = overrides
     return runs
 

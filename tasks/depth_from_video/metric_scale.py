@@ -39,10 +39,15 @@ def check_metric_hints(camera_height: float | None, baseline_m: float | None) ->
 
 
 def path_length(cam_from_first: Tensor, segments: int = PATH_SEGMENTS) -> float:
-    """Length of the camera path through (T, 4, 4) ``cam_t_from_cam_0`` poses [their units], measured along
-    ``segments`` equal parts of the clip (chords between evenly spaced frames): a fit's frame-to-frame jitter of a
-    few millimetres would otherwise add up over hundreds of frames to more than a slow camera travels."""
-    centres = camera_centres(cam_from_first)  # (T, 3) in the first camera's frame
+    """Length of the camera path through (T, 4, 4) ``cam_t_from_cam_0`` poses [their units]: :func:`chord_length`
+    of their centres."""
+    return chord_length(camera_centres(cam_from_first), segments)
+
+
+def chord_length(centres: Tensor, segments: int = PATH_SEGMENTS) -> float:
+    """Length of a path through (T, 3) camera centres, measured along ``segments`` equal parts of the clip (chords
+    between evenly spaced frames): a fit's frame-to-frame jitter of a few millimetres would otherwise add up over
+    hundreds of frames to more than a slow camera travels."""
     index = torch.linspace(0, len(centres) - 1, min(segments, len(centres) - 1) + 1).round().long().unique()
     centres = centres[index.to(centres.device)]
     return float((centres[1:] - centres[:-1]).norm(dim=-1).sum())
